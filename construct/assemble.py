@@ -1,0 +1,149 @@
+"""Assembly: run every pass and collect the weights of one transformer.
+
+``compile_program(program, config)`` is the compiler's entry point. Its result keeps every
+pass output (schedule, layout, bounds, error models) beside the weights, so each stage can be
+inspected. Weights use TransformerLens names and shapes (``x @ W``); see ``DESIGN.md``.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from construct import analysis, errors
+from construct.config import CompileConfig
+from construct.layout import LN_ROWS, Layout, allocate
+from construct.lower_attention import lower_attention, row_bounds
+from construct.lower_mlp import lower_mlp
+from construct.positions import position_table
+from construct.program import Div, Program
+from construct.schedule import Schedule, build_schedule
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelShape:
+    d_model: int
+    n_layers: int
+    n_heads: int
+    d_head: int
+    d_mlp: int
+    n_ctx: int
+    d_in: int
+    d_out: int
+    act_fn: str
+    ln1: bool
+    ln2: bool
+    ln_eps: float
+    attn_kind: str = "softmax"
+    attn_mask: str = "causal"
+    attn_scale: float = 1.0
+
+    def to_json(self) -> dict[str, object]:
+        out = dataclasses.asdict(self)
+        out["input_format"] = {"kind": "interleaved-xy", "prior_column": False}
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class CompiledModel:
+    program: Program
+    config: CompileConfig
+    schedule: Schedule
+    layout: Layout
+    bounds: analysis.Bounds
+    errors: tuple[errors.ErrorModel, ...]  # one per op, program order
+    shape: ModelShape
+    weights: dict[str, np.ndarray]
+
+    @property
+    def n_params(self) -> int:
+        return int(sum(w.size for w in self.weights.values()))
+
+    @property
+    def n_nonzero_params(self) -> int:
+        """Entries that are not zero: the uniform ``d_head`` of the format pads most heads."""
+        return int(sum(np.count_nonzero(w) for w in self.weights.values()))
+
+    def op_bound(self, index: int, dtype: str) -> float:
+        return self.errors[index].total(dtype)
+
+
+def _ln_mode(program: Program, schedule: Schedule, layer_index: int) -> object:
+    layer = schedule.layers[layer_index]
+    if not schedule.uses_layernorm or not layer.mlp:
+        return None
+    divs = [program.ops[i] for i in layer.mlp if isinstance(program.ops[i], Div)]
+    return divs[0].den if divs else "mul"
+
+
+def compile_program(program: Program, config: CompileConfig | None = None) -> CompiledModel:
+    config = config or CompileConfig()
+    schedule = build_schedule(program, config.schedule)
+    layout = allocate(program, schedule)
+    bounds = analysis.magnitude_bounds(program, config.input_bound)
+    garbage = row_bounds(program, layout, bounds)
+    pads = [layout.fixed[name] for name in LN_ROWS if name in layout.fixed]
+    energy = float(np.sum(np.delete(garbage, pads) ** 2))
+    den_bounds = [bounds.before[i][op.den] for i, op in enumerate(program.ops)
+                  if isinstance(op, Div)]
+    pad_bound = max([config.ln_pad] + [config.div_scale * b for b in den_bounds])
+    attn_halves, mlp_halves, models = [], [], {}
+    for index, layer in enumerate(schedule.layers):
+        mode = _ln_mode(program, schedule, index)
+        attn = lower_attention(program, layer, layout, bounds, config, mode)
+        mlp = lower_mlp(program, layer, layout, bounds, config, mode, attn.cleared, energy,
+                        garbage, pad_bound)
+        attn_halves.append(attn)
+        mlp_halves.append(mlp)
+        models.update({m.op_index: m for m in (*attn.errors, *mlp.errors)})
+    shape = ModelShape(
+        d_model=layout.d_model, n_layers=schedule.n_layers,
+        n_heads=max([1] + [len(a.heads) for a in attn_halves]),
+        d_head=max([2] + [h.w_v.shape[1] for a in attn_halves for h in a.heads]),
+        d_mlp=max([1] + [m.w_in.shape[1] for m in mlp_halves]),
+        n_ctx=config.n_ctx, d_in=program.d + 1, d_out=1, act_fn="gelu", ln1=False,
+        ln2=schedule.uses_layernorm, ln_eps=config.ln_eps)
+    weights = _weights(program, layout, shape, attn_halves, mlp_halves)
+    ordered = tuple(models[i] for i in range(len(program.ops)))
+    return CompiledModel(program, config, schedule, layout, bounds, ordered, shape, weights)
+
+
+def _weights(program: Program, layout: Layout, shape: ModelShape, attn_halves: list,
+             mlp_halves: list) -> dict[str, np.ndarray]:
+    D, H, dh, M = shape.d_model, shape.n_heads, shape.d_head, shape.d_mlp
+    w: dict[str, np.ndarray] = {}
+    embed = np.zeros((shape.d_in, D))
+    embed[0, layout.rows(program.y_slot).start] = 1.0
+    for k, row in enumerate(layout.rows(program.x_slot)):
+        embed[k + 1, row] = 1.0
+    w["embed.W_E"] = embed
+    w["pos_embed.W_pos"] = position_table(layout, shape.n_ctx)
+    for l, (attn, mlp) in enumerate(zip(attn_halves, mlp_halves)):
+        p = f"blocks.{l}."
+        arrays = {name: np.zeros((H, D, dh)) for name in ("W_Q", "W_K", "W_V")}
+        w_o = np.zeros((H, dh, D))
+        for h, head in enumerate(attn.heads):
+            arrays["W_Q"][h, :, :2] = head.w_q
+            arrays["W_K"][h, :, :2] = head.w_k
+            arrays["W_V"][h, :, :head.w_v.shape[1]] = head.w_v
+            for j, row in enumerate(head.out_rows):
+                w_o[h, j, row] = 1.0
+        for name, value in arrays.items():
+            w[p + "attn." + name] = value
+            w[p + "attn.b_" + name[-1]] = np.zeros((H, dh))
+        w[p + "attn.W_O"] = w_o
+        w[p + "attn.b_O"] = attn.b_o
+        if shape.ln2:
+            w[p + "ln2.w"] = np.ones(D)
+            w[p + "ln2.b"] = np.zeros(D)
+        w_in = np.zeros((D, M))
+        w_out = np.zeros((M, D))
+        w_in[:, :mlp.w_in.shape[1]] = mlp.w_in
+        w_out[:mlp.w_out.shape[0], :] = mlp.w_out
+        w[p + "mlp.W_in"], w[p + "mlp.b_in"] = w_in, np.zeros(M)
+        w[p + "mlp.W_out"], w[p + "mlp.b_out"] = w_out, np.zeros(D)
+    unembed = np.zeros((D, 1))
+    unembed[layout.rows(program.output).start, 0] = 1.0
+    w["unembed.W_U"], w["unembed.b_U"] = unembed, np.zeros(1)
+    return w
+

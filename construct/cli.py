@@ -1,0 +1,183 @@
+"""The ``rawc`` command line: list, compile, verify, explain, prove, bench."""
+from __future__ import annotations
+
+import argparse
+import sys
+from fractions import Fraction
+
+from construct.program import ProgramError
+
+DESCRIPTION = """\
+rawc compiles learning algorithms written in the RAW operation language (mov, mul, div, aff;
+Akyurek et al., ICLR 2023) into the weights of an ordinary transformer, saves them as a
+safetensors checkpoint, and verifies them against a reference interpreter and closed-form
+solvers.
+
+typical use:
+  rawc list
+  rawc compile gd --d 8 --alpha 0.1 --lam 0.01 -o gd.safetensors
+  rawc verify gd.safetensors --trials 10000
+"""
+
+
+def _algorithm_params(args: argparse.Namespace) -> dict[str, object]:
+    params: dict[str, object] = {"d": args.d}
+    if args.alpha is not None:
+        params["alpha"] = Fraction(args.alpha)
+    if args.lam is not None:
+        params["lam"] = Fraction(args.lam)
+    if args.w0 is not None:
+        params["w0"] = [Fraction(v) for v in args.w0.split(",")]
+    return params
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from construct.algorithms import ALGORITHMS
+
+    for algorithm in ALGORITHMS.values():
+        print(f"{algorithm.name}: {algorithm.summary}")
+        for p in algorithm.parameters:
+            default = "(see help)" if p.default is None else p.default
+            print(f"    --{p.name:<6} {p.help}; default {default}")
+    return 0
+
+
+def _cmd_compile(args: argparse.Namespace) -> int:
+    from construct.algorithms import get_algorithm
+    from construct.assemble import compile_program
+    from construct.checkpoint import save_checkpoint
+    from construct.config import CompileConfig
+
+    algorithm = get_algorithm(args.name)
+    params = algorithm.resolve(**_algorithm_params(args))
+    overrides = {"input_bound": args.bound, "n_ctx": args.n_ctx, "schedule": args.schedule}
+    config = CompileConfig.for_dtype(args.dtype, **overrides)
+    program = algorithm.program(params, config.input_bound, listing=args.listing)
+    compiled = compile_program(program, config)
+    save_checkpoint(compiled, args.output, algorithm=args.name, params=params)
+    shape = compiled.shape
+    print(f"compiled {args.name} ({'paper listing' if args.listing else 'builder program'}) "
+          f"with {', '.join(f'{k}={v}' for k, v in params.items() if v is not None)}")
+    print(f"  width d_model = {shape.d_model}, depth = {shape.n_layers} layers, "
+          f"heads = {shape.n_heads} x d_head {shape.d_head}, d_mlp = {shape.d_mlp}, "
+          f"parameters = {compiled.n_params} ({compiled.n_nonzero_params} nonzero)")
+    from verify.propagate import end_to_end_bound
+
+    for dtype in ("float64", "float32"):
+        note = "" if dtype == config.dtype else f", constants tuned for {config.dtype}"
+        print(f"  predicted end-to-end error bound ({dtype}{note}, |inputs| <= "
+              f"{config.input_bound:g}): {end_to_end_bound(compiled, dtype):.3g}")
+    print(f"  wrote {args.output}")
+    return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from verify.runner import main as verify_main
+
+    return verify_main(args)
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from construct.explain import main as explain_main
+
+    return explain_main(args)
+
+
+def _cmd_prove(args: argparse.Namespace) -> int:
+    from verify.prove import main as prove_main
+
+    return prove_main(args)
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    if args.what == "ops":
+        from verify.bench_ops import main as bench_main
+    else:
+        from verify.bench_sizes import main as bench_main
+    return bench_main(args)
+
+
+def _add_algorithm_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--d", type=int, default=2, help="input dimension d (default 2)")
+    parser.add_argument("--alpha", help="step size (gd), e.g. 0.1 or 1/10")
+    parser.add_argument("--lam", help="ridge penalty lambda, e.g. 0.01")
+    parser.add_argument("--w0", help="start weights for gd, comma separated (default "
+                                     "(-1)^k/(k+1))")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rawc", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("list", help="the named algorithms and their parameters")
+    p.set_defaults(run=_cmd_list)
+
+    p = sub.add_parser("compile", help="compile a named algorithm to a checkpoint",
+                       description="Compile a named algorithm to a rawc.checkpoint/1 safetensors "
+                                   "file; prints width, depth, parameters and predicted error.")
+    p.add_argument("name", help="algorithm name (see `rawc list`)")
+    _add_algorithm_args(p)
+    p.add_argument("-o", "--output", required=True, help="checkpoint path to write")
+    p.add_argument("--dtype", choices=("float64", "float32"), default="float64",
+                   help="dtype the constants are tuned for (default float64)")
+    p.add_argument("--bound", type=float, default=4.0,
+                   help="declared bound B on every input entry (default 4)")
+    p.add_argument("--n-ctx", type=int, default=256, help="longest sequence (default 256)")
+    p.add_argument("--schedule", choices=("packed", "sequential"), default="packed",
+                   help="packed: independent ops share layers; sequential: one op per layer")
+    p.add_argument("--listing", action="store_true",
+                   help="compile the paper's appendix listing instead of the builder program")
+    p.set_defaults(run=_cmd_compile)
+
+    p = sub.add_parser("verify", help="check a checkpoint against the interpreter and closed form",
+                       description="Run random tasks within the declared input bound through the "
+                                   "checkpoint; compare every live slot after every layer with "
+                                   "the interpreter and the prediction with the closed-form "
+                                   "solver; exit 1 when an observed error exceeds its bound.")
+    p.add_argument("path", help="checkpoint file")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    p.add_argument("--trials", type=int, default=1000, help="number of random tasks")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch", type=int, default=4096, help="tasks per batch")
+    p.add_argument("--noise", type=float, default=0.0, help="label noise standard deviation")
+    p.add_argument("--scale", type=float, default=1.0,
+                   help="x ~ N(0, I) * scale before shrinking into the bound (default 1)")
+    p.add_argument("--json", action="store_true", help="print a JSON report instead of tables")
+    p.set_defaults(run=_cmd_verify)
+
+    p = sub.add_parser("explain", help="program, layout, schedule and error budget as markdown")
+    p.add_argument("target", help="algorithm name or checkpoint path")
+    _add_algorithm_args(p)
+    p.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    p.add_argument("--out", help="directory to write NAME.md into (default: print)")
+    p.set_defaults(run=_cmd_explain)
+
+    p = sub.add_parser("prove", help="sympy: the program equals its closed form exactly")
+    p.add_argument("name", help="algorithm name")
+    _add_algorithm_args(p)
+    p.set_defaults(run=_cmd_prove)
+
+    p = sub.add_parser("bench", help="error and size tables",
+                       description="`rawc bench ops`: observed vs predicted error per operation "
+                                   "(float64, float32); `rawc bench sizes`: width, depth, "
+                                   "parameters and error across d beside the paper's counts.")
+    p.add_argument("what", choices=("ops", "sizes"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=_cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (ProgramError, ValueError, OSError) as exc:
+        print(f"rawc {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""The constants of a compilation, in one frozen record.
+
+| constant | used by | error term it controls |
+|---|---|---|
+| ``attn_hardness`` N | every attention head (position codes) | softmax leak ``<= 2 e^-N`` |
+| ``mul_scale`` eps | ``mul`` (GeLU product, Lemma 4) | ``1.5 eps^2`` relative, rounding ``~u/eps`` |
+| ``div_scale`` N_div | ``div`` (LayerNorm division, Lemma 8) | ``E / (4 N_div^2 m^2)`` relative |
+| ``ln_pad`` P | ``mul`` in models with LayerNorm (bypass, Lemma 6) | ``E / (4 P^2)`` relative |
+
+``for_dtype`` balances the approximation terms against float rounding (unit roundoff ``u``):
+the GeLU product error ``1.5 eps^2 + c u / eps`` is smallest near ``eps = (c u / 3)^(1/3)``.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+import torch
+
+DType = Literal["float64", "float32"]
+SCHEDULES = ("packed", "sequential")
+
+
+def unit_roundoff(dtype: str) -> float:
+    return {"float64": 2.0 ** -53, "float32": 2.0 ** -24}[dtype]
+
+
+def torch_dtype(dtype: str) -> torch.dtype:
+    try:
+        return {"float64": torch.float64, "float32": torch.float32}[dtype]
+    except KeyError:
+        raise ValueError(f"dtype must be float64 or float32, got {dtype!r}") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class CompileConfig:
+    """Every constant the weights depend on besides the program.
+
+    ``input_bound`` is the declared bound ``B`` on every input entry; ``n_ctx`` the longest
+    sequence the position table holds; ``schedule`` is ``packed`` (independent ops share a
+    layer, Lemma 7, and an MLP op may follow an attention op in the same layer) or
+    ``sequential`` (one op per layer, the paper's Lemma 1 layout).
+    """
+
+    input_bound: float = 4.0
+    n_ctx: int = 256
+    attn_hardness: float = 64.0
+    mul_scale: float = 1e-5
+    div_scale: float = 1e9
+    ln_pad: float = 1e9
+    ln_eps: float = 1e-5
+    schedule: str = "packed"
+    dtype: DType = "float64"
+
+    def __post_init__(self) -> None:
+        if not self.input_bound > 0:
+            raise ValueError(f"input_bound must be > 0, got {self.input_bound}")
+        if self.n_ctx < 2:
+            raise ValueError(f"n_ctx must be >= 2, got {self.n_ctx}")
+        for name in ("attn_hardness", "mul_scale", "div_scale", "ln_pad"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.mul_scale > 0.25:
+            raise ValueError("mul_scale must be <= 0.25 (the GeLU series bound needs |z| <= 1)")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        torch_dtype(self.dtype)
+
+    @classmethod
+    def for_dtype(cls, dtype: DType = "float64", **overrides: object) -> CompileConfig:
+        """Defaults tuned so the approximation terms sit near the dtype's rounding floor."""
+        tuned = {
+            "float64": dict(mul_scale=1e-5, div_scale=1e9, ln_pad=1e9),
+            "float32": dict(mul_scale=1e-2, div_scale=1e6, ln_pad=1e5),
+        }[dtype]
+        return cls(**{**tuned, "dtype": dtype, **overrides})
+
+    def replace(self, **changes: object) -> CompileConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, object]:
+        return dataclasses.asdict(self)

@@ -1,0 +1,43 @@
+"""Checks on the data a compiled model is given: shape, finiteness, the declared bound.
+
+The error bounds hold only for inputs whose entries are at most the declared bound ``B`` in
+magnitude, for sequences no longer than ``n_ctx``, laid out as x-token ``[0, x]``, y-token
+``[y, 0]``. Anything else is refused with a message that names the problem and where it is.
+"""
+from __future__ import annotations
+
+import torch
+
+
+class InputError(ValueError):
+    """Model input that the compiled weights are not valid for."""
+
+
+def validate_tokens(tokens: torch.Tensor, d: int, bound: float, n_ctx: int) -> None:
+    if not isinstance(tokens, torch.Tensor):
+        raise InputError(f"tokens must be a torch tensor, got {type(tokens).__name__}")
+    if tokens.dim() < 2 or tokens.shape[-1] != d + 1:
+        raise InputError(f"tokens must have shape [..., T, d + 1] = [..., T, {d + 1}], "
+                         f"got {list(tokens.shape)}")
+    n_tokens = tokens.shape[-2]
+    if not 1 <= n_tokens <= n_ctx:
+        raise InputError(f"sequence length {n_tokens} is outside 1..n_ctx = {n_ctx}")
+    if not tokens.is_floating_point():
+        raise InputError(f"tokens must be floating point, got {tokens.dtype}")
+    bad = ~torch.isfinite(tokens)
+    if bad.any():
+        where = [int(i) for i in bad.nonzero()[0]]
+        kind = "NaN" if torch.isnan(tokens).any() else "inf"
+        raise InputError(f"tokens contain {kind} (first at index {where})")
+    peak = float(tokens.abs().max())
+    if peak > bound:
+        where = [int(i) for i in (tokens.abs() == peak).nonzero()[0]]
+        raise InputError(f"input entry {peak:.6g} at index {where} exceeds the declared bound "
+                         f"{bound:g}; the error bounds do not hold there (compile with a larger "
+                         "--bound)")
+    layout = torch.zeros_like(tokens, dtype=torch.bool)
+    layout[..., 0::2, 0] = True  # x-tokens carry no label
+    layout[..., 1::2, 1:] = True  # y-tokens carry no features
+    if (tokens[layout] != 0).any():
+        raise InputError("tokens break the interleaved layout: x-tokens (even positions) must "
+                         "be [0, x] and y-tokens (odd positions) [y, 0]")

@@ -1,0 +1,86 @@
+"""Allocation: which residual rows hold which slot, and the fixed rows every model has.
+
+Row order: the token's label row (the ``y`` slot) is row 0 and its features (the ``x`` slot)
+rows 1..d, as in the paper; then the position rows; then, for models with LayerNorm, the zero
+row and the two pad rows; then the program's other slots.
+
+Slots whose lifetimes do not overlap share rows (interval colouring, first fit). A slot lives
+from the attention half of the layer that first writes it (an MLP op clears its destination
+there) to the half of its last read; two slots may share rows when the first one's last read
+is no later than the second one's first write, because a half reads the state before it.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from construct.program import Program
+from construct.schedule import Schedule
+
+POSITION_ROWS = ("pos", "pos2", "one", "is_x", "is_y")
+LN_ROWS = ("ln_zero", "ln_pad_pos", "ln_pad_neg")
+FOREVER = 10 ** 9
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    d_model: int
+    slots: dict[str, tuple[int, int]]  # name -> (start, stop), half-open
+    fixed: dict[str, int]  # position and LayerNorm rows
+    lifetimes: dict[str, tuple[int, int]]  # name -> (first write half, last read half)
+
+    def rows(self, name: str) -> range:
+        start, stop = self.slots[name]
+        return range(start, stop)
+
+    def live_after_layer(self, name: str, layer: int) -> bool:
+        start, end = self.lifetimes[name]
+        return start <= 2 * layer + 1 and end > 2 * layer + 1
+
+    def to_json(self) -> dict[str, object]:
+        return {"slots": {k: list(v) for k, v in self.slots.items()},
+                "fixed": dict(self.fixed), "d_model": self.d_model}
+
+
+def lifetimes(program: Program, schedule: Schedule) -> dict[str, tuple[int, int]]:
+    spans: dict[str, list[int]] = {program.x_slot: [-1, -1], program.y_slot: [-1, -1]}
+    for i, op in enumerate(program.ops):
+        half = schedule.half_of[i]
+        for name in op.reads:
+            spans[name][1] = max(spans[name][1], half)
+        start = 2 * (half // 2)
+        if op.dst in spans:
+            spans[op.dst][1] = max(spans[op.dst][1], half)
+        else:
+            spans[op.dst] = [start, half]
+    spans[program.output][1] = FOREVER
+    return {name: (a, b) for name, (a, b) in spans.items()}
+
+
+def allocate(program: Program, schedule: Schedule) -> Layout:
+    slots = program.slot_map
+    placed: dict[str, tuple[int, int]] = {program.y_slot: (0, 1),
+                                          program.x_slot: (1, 1 + program.d)}
+    fixed_names = POSITION_ROWS + (LN_ROWS if schedule.uses_layernorm else ())
+    base = 1 + program.d
+    fixed = {name: base + i for i, name in enumerate(fixed_names)}
+    base += len(fixed_names)
+    spans = lifetimes(program, schedule)
+    order = sorted((n for n in spans if n not in placed), key=lambda n: (spans[n][0], n))
+    for name in order:
+        size = slots[name].size
+        start = base
+        while True:
+            clash = [stop for other, (s, stop) in placed.items()
+                     if s < start + size and start < stop and other not in
+                     (program.x_slot, program.y_slot) and _overlap(spans[other], spans[name])]
+            if not clash:
+                break
+            start = max(clash)
+        placed[name] = (start, start + size)
+    d_model = max([stop for _, stop in placed.values()] + [base])
+    return Layout(d_model, placed, fixed, spans)
+
+
+def _overlap(a: tuple[int, int], b: tuple[int, int]) -> bool:
+    """Two lifetimes clash unless one's last read is at or before the other's first write."""
+    return not (a[1] <= b[0] or b[1] <= a[0])

@@ -1,0 +1,166 @@
+"""``construct.explain``: the markdown pages and the committed docs they generate.
+
+The pages are built from the compiled model only, so the tests check them against the model
+(every slot, every layer, the bounds as the page formats them, MLP units and heads against the
+weights) and check that ``docs/gd.md`` and ``docs/sherman-morrison.md`` are what the stated
+command produces today, so the docs cannot drift from the code.
+"""
+from __future__ import annotations
+
+import argparse
+import pathlib
+import re
+
+import numpy as np
+import pytest
+
+from construct import explain
+from construct.algorithms import get_algorithm
+from construct.assemble import compile_program
+from construct.builder import ProgramBuilder, prev
+from construct.config import CompileConfig
+from construct.lower_attention import mlp_clears_in_attention
+from verify.propagate import end_to_end_bound
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+DOCS = {"gd": "docs/gd.md", "sherman-morrison": "docs/sherman-morrison.md"}
+
+
+def _args(target: str, **changes: object) -> argparse.Namespace:
+    values = dict(target=target, d=2, alpha=None, lam=None, w0=None, dtype="float64", out="docs")
+    return argparse.Namespace(**{**values, **changes})
+
+
+def _section(text: str, title: str) -> str:
+    """The body of section ``## title`` (up to the next ``## ``)."""
+    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", text, re.S | re.M)
+    assert match, f"no section {title!r}"
+    return match.group(1)
+
+
+@pytest.fixture(scope="module", params=sorted(DOCS))
+def page(request: pytest.FixtureRequest) -> tuple[object, str]:
+    algorithm = get_algorithm(request.param)
+    compiled = compile_program(algorithm.program(algorithm.resolve(d=2)),
+                               CompileConfig.for_dtype("float64"))
+    return compiled, explain.render(_args(request.param))[1]
+
+
+def test_page_names_every_slot_and_fixed_row(page):
+    compiled, text = page
+    layout = _section(text, "Residual-stream layout")
+    for name, (start, stop) in compiled.layout.slots.items():
+        rows = str(start) if stop == start + 1 else f"{start}..{stop - 1}"
+        assert f"| `{name}` | {rows} | {stop - start} |" in layout
+    for name, row in compiled.layout.fixed.items():
+        assert f"| `{name}` | {row} |" in layout
+
+
+def test_page_lists_every_layer_and_op(page):
+    compiled, text = page
+    layers = _section(text, "Layers")
+    for l in range(compiled.schedule.n_layers):
+        assert f"\n| {l} | " in layers
+    assert f"\n| {compiled.schedule.n_layers} | " not in layers
+    for i in range(len(compiled.program.ops)):
+        assert f"op {i + 1} `" in layers
+    assert f"{len(compiled.program.ops)} ops over" in text
+    for i, bound in compiled.program.assumptions:
+        assert f"op {i + 1} `{compiled.program.ops[i].dst}` ≤ {bound}" in text
+
+
+def test_page_states_end_to_end_bounds_as_formatted(page):
+    compiled, text = page
+    e64, e32 = (end_to_end_bound(compiled, dt) for dt in ("float64", "float32"))
+    line = (f"**End-to-end bound on `{compiled.program.output}`: float64 {e64:.3g}, "
+            f"float32 {e32:.3g}.**")
+    assert line in _section(text, "Error budget")
+    for i, model in enumerate(compiled.errors):
+        assert f"| {i + 1} | " in text and f"| {model.mechanism} | {model.approx:.3g} |" in text
+
+
+def test_page_size_table_matches_shape_and_paper_counts(page):
+    compiled, text = page
+    size, d = _section(text, "Size"), compiled.program.d
+    shape = compiled.shape
+    assert f"| layers | {shape.n_layers} |" in size
+    assert f"| heads × d_head | {shape.n_heads} × {shape.d_head} |" in size
+    assert f"| d_mlp | {shape.d_mlp} |" in size and f"| parameters | {compiled.n_params} |" in size
+    paper = {"gd": "| ops | 6 | 9 |", "sherman-morrison": "| ops | 11 | 14 |"}
+    rows = {"gd": f"3+4d = {3 + 4 * d}", "sherman-morrison": f"3+5d+3d² = {3 + 5 * d + 3 * d * d}"}
+    assert paper[compiled.program.name] in size and rows[compiled.program.name] in size
+    sweep = _section(text, "Across d")
+    assert all(f"\n| {k} | " in sweep for k in explain.SWEEP_DS)
+
+
+def test_layer_cells_agree_with_the_weights(page):
+    compiled, text = page
+    program = compiled.program
+    for l, layer in enumerate(compiled.schedule.layers):
+        w_in = compiled.weights[f"blocks.{l}.mlp.W_in"]
+        used = int(np.count_nonzero(np.abs(w_in).sum(axis=0)))
+        cleared = mlp_clears_in_attention(program, layer)
+        assert used == sum(explain.mlp_units(program, program.ops[i], i in cleared)
+                           for i in layer.mlp)
+        w_q = compiled.weights[f"blocks.{l}.attn.W_Q"]
+        heads = int(np.count_nonzero(np.abs(w_q).sum(axis=(1, 2))))
+        row = next(r for r in text.splitlines() if r.startswith(f"| {l} | "))
+        assert row.split(" | ")[1].count("head ") == heads
+
+
+@pytest.mark.parametrize("name", sorted(DOCS))
+def test_committed_docs_are_current(name):
+    path = REPO / DOCS[name]
+    args = _args(name)
+    assert path.read_text(encoding="utf-8") == explain.render(args)[1], (
+        f"{DOCS[name]} is out of date; regenerate it with `{explain.command_line(args)}`")
+
+
+def test_docs_state_their_command():
+    for name, path in DOCS.items():
+        text = (REPO / path).read_text(encoding="utf-8")
+        assert f"`{explain.command_line(_args(name))}`" in text.splitlines()[2]
+
+
+def test_main_writes_page(tmp_path, capsys):
+    out = tmp_path / "pages"
+    assert explain.main(_args("gd", d=1, out=str(out), alpha="1/5")) == 0
+    text = (out / "gd.md").read_text(encoding="utf-8")
+    assert "alpha = 1/5" in text and f"--alpha 1/5 --out {out}" in text
+    assert explain.main(_args("gd", d=1, out=None)) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("| 16 | ")
+
+
+def test_generic_program_has_generic_text():
+    b = ProgramBuilder("toy", 2)
+    b.mov("x_y", "x", prev(on="y"))
+    b.dot("pred", "x_y", "x")
+    compiled = compile_program(b.build(output="pred"))
+    text = explain.explain_markdown(compiled, "toy", {})
+    assert "no closed-form summary" in text and "| ops | 2 | — |" in text
+    assert "## Across d" not in text and text == explain.explain_markdown(compiled, "toy", {})
+
+
+def test_checkpoint_target(tmp_path):
+    from construct import checkpoint
+    algorithm = get_algorithm("gd")
+    params = algorithm.resolve(d=2)
+    compiled = compile_program(algorithm.program(params), CompileConfig.for_dtype("float64"))
+    path = tmp_path / "gd2.safetensors"
+    checkpoint.save_checkpoint(compiled, str(path), algorithm="gd", params=params)
+    name, text = explain.render(_args(str(path), out=None))
+    assert name == "gd2" and text.startswith("# `gd2` (gd)")
+    e64 = end_to_end_bound(compiled, "float64")
+    assert f"float64 {e64:.3g}," in text
+
+
+def test_checkpoint_with_foreign_weights_is_refused(tmp_path):
+    from construct import checkpoint
+    algorithm = get_algorithm("gd")
+    params = algorithm.resolve(d=1)
+    compiled = compile_program(algorithm.program(params), CompileConfig.for_dtype("float64"))
+    compiled.weights["unembed.b_U"] = np.ones(1)
+    path = tmp_path / "edited.safetensors"
+    checkpoint.save_checkpoint(compiled, str(path), algorithm="gd", params=params)
+    with pytest.raises(ValueError, match="differ from a fresh compile"):
+        explain.render(_args(str(path), out=None))

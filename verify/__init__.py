@@ -1,0 +1,1 @@
+"""rawc verifier: run compiled transformers against the interpreter and closed-form solvers."""
