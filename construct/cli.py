@@ -86,7 +86,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 def _cmd_prove(args: argparse.Namespace) -> int:
     from verify.prove import main as prove_main
 
-    return prove_main(args)
+    return prove_main(args, _algorithm_params(args))
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -154,9 +154,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="directory to write NAME.md into (default: print)")
     p.set_defaults(run=_cmd_explain)
 
-    p = sub.add_parser("prove", help="sympy: the program equals its closed form exactly")
-    p.add_argument("name", help="algorithm name")
+    p = sub.add_parser("prove", help="sympy: the program equals its closed form; the lemmas",
+                       description="Prove exactly (sympy: expand/cancel, never simplify) that "
+                                   "the named algorithm's program computes its closed form, then "
+                                   "derive each lowering trick it uses with its leading error "
+                                   "term. `rawc prove lemmas` derives every trick. Exit 0 when "
+                                   "all is proved, 1 with the offending term otherwise.")
+    p.add_argument("name", help="algorithm name (gd, sherman-morrison) or `lemmas`")
     _add_algorithm_args(p)
+    p.add_argument("--listing", action="store_true",
+                   help="prove the paper's Appendix A/B listing instead of the builder program")
     p.set_defaults(run=_cmd_prove)
 
     p = sub.add_parser("bench", help="error and size tables",

@@ -1,0 +1,94 @@
+"""verify.lemmas: each trick's derivation holds, and construct.errors' bounds dominate it.
+
+The error models are numbers; the lemmas are the mathematics. These tests tie them together:
+the compiler's bound must be at least the derived leading term, shrink at the derived order,
+and (for the GeLU product, in float64) hold for the whole remainder, not just its first term.
+"""
+from __future__ import annotations
+
+import math
+
+import pytest
+import sympy as sp
+from hypothesis import given
+from hypothesis import strategies as st
+
+from construct import errors
+from verify import lemmas
+
+GELU_KINDS = sorted(lemmas.GELUS)
+
+
+def _at(expr: sp.Expr, **values: float) -> float:
+    """``expr`` with its symbols, found by name, set to ``values``."""
+    by_name = {symbol.name: symbol for symbol in expr.free_symbols}
+    return float(expr.subs({by_name[name]: v for name, v in values.items() if name in by_name}))
+
+
+@pytest.mark.parametrize("derivation", lemmas.all_derivations(), ids=lambda d: d.name)
+def test_every_derivation_holds(derivation: lemmas.Derivation) -> None:
+    assert derivation.holds, derivation.render()
+    assert "proved" in derivation.render()
+
+
+@pytest.mark.parametrize("kind", GELU_KINDS)
+def test_gelu_product_bound_dominates_leading_term(kind: str) -> None:
+    derivation = lemmas.gelu_product(kind)
+    model_coefficient = errors.gelu_product_error(1, 1.0, 1.0, 1.0)
+    assert float(derivation.coefficient) <= model_coefficient
+    # Same order: eps^2 in the model as in the series.
+    ratio = errors.gelu_product_error(1, 1.0, 1.0, 0.02) / errors.gelu_product_error(1, 1.0, 1.0, 0.01)
+    assert ratio == pytest.approx(4.0)
+
+
+@pytest.mark.parametrize("kind", GELU_KINDS)
+def test_gelu_product_leading_term_predicts_the_error(kind: str) -> None:
+    """At small eps the exact error (50 digits) is the leading term to within O(eps^2)."""
+    derivation = lemmas.gelu_product(kind)
+    a, b, e = sp.Rational(3, 4), sp.Rational(-2, 5), sp.Rational(1, 100)
+    gelu = lemmas.GELUS[kind]
+    exact = sp.sqrt(sp.pi / 2) * (gelu(e * (a + b)) - gelu(e * a) - gelu(e * b)) / e ** 2 - a * b
+    by_name = {symbol.name: symbol for symbol in derivation.leading_error.free_symbols}
+    leading = derivation.leading_error.subs({by_name["a"]: a, by_name["b"]: b,
+                                             by_name["epsilon"]: e})
+    ratio = float(sp.N(exact / leading, 50))
+    assert abs(ratio - 1) < 10 * float(e) ** 2
+
+
+def _gelu(z: float) -> float:
+    return 0.5 * z * (1 + math.erf(z / math.sqrt(2)))
+
+
+@given(st.floats(-1, 1), st.floats(-1, 1), st.floats(0.01, 0.5))
+def test_gelu_product_whole_remainder_within_model_bound(a: float, b: float, eps: float) -> None:
+    approx = math.sqrt(math.pi / 2) * (_gelu(eps * (a + b)) - _gelu(eps * a) - _gelu(eps * b))
+    approx /= eps ** 2
+    rounding = 8 * 2.2e-16 / eps ** 2  # float64 evaluation of the differences
+    assert abs(approx - a * b) <= errors.gelu_product_error(1, 1.0, 1.0, eps) + rounding
+
+
+@pytest.mark.parametrize("energy,pad", [(1.0, 1e3), (50.0, 1e5), (1e4, 1e9)])
+def test_fixed_scale_layernorm_bound_dominates_leading_term(energy: float, pad: float) -> None:
+    derivation = lemmas.ln_fixed_scale()
+    leading = abs(_at(derivation.leading_error, E=energy, P=pad))
+    assert leading <= errors.fixed_scale_ln_error(energy, pad)
+    assert errors.fixed_scale_ln_error(energy, 2 * pad) == pytest.approx(
+        errors.fixed_scale_ln_error(energy, pad) / 4)  # order P^-2, as derived
+
+
+@pytest.mark.parametrize("energy,width,ln_eps,scale,c", [
+    (1.0, 20, 1e-5, 1e3, 1.0), (100.0, 46, 1e-5, 1e9, 1.0), (5.0, 11, 1e-12, 1e6, 3.0)])
+def test_division_bound_dominates_leading_term(energy: float, width: int, ln_eps: float,
+                                               scale: float, c: float) -> None:
+    derivation = lemmas.ln_division()
+    leading = abs(_at(derivation.leading_error, E=energy, L=width, eps_ln=ln_eps, N=scale, c=c))
+    # The model takes the declared lower bound m <= |c|; at m = c it must still dominate.
+    assert leading <= errors.division_error(energy, width, ln_eps, scale, c)
+
+
+@pytest.mark.parametrize("hardness", [8.0, 20.0, 64.0])
+def test_point_read_leak_is_the_derived_bound_plus_rounding_margin(hardness: float) -> None:
+    assert lemmas.softmax_saturation().holds
+    derived = float(lemmas.point_read_leak(sp.Float(hardness, 30)))
+    model = errors.point_read_leak(hardness, n_ctx=2, dtype="float64")
+    assert derived <= model <= derived * (1 + 1e-10)

@@ -1,0 +1,214 @@
+"""The lowering tricks, derived in sympy: each limit with its leading error term.
+
+These derivations are what ``construct/errors.py`` turns into numbers; ``tests/test_lemmas.py``
+checks every bound there against the leading term derived here (the bound must dominate it, in
+the same power of the constant), so the two cannot drift apart.
+
+*GeLU product* (Lemma 4; erf and tanh GeLU). ``G(z) = z/2 + f(z)`` with ``f`` even, so in
+``sqrt(pi/2) (G(e(a+b)) - G(e a) - G(e b)) / e^2`` the linear parts cancel and only even powers
+of ``e`` remain. The series is ``a b + e^2 c(a, b) + O(e^4)``; on ``|a|, |b| <= 1`` the leading
+term is at most ``e^2 K`` with ``K`` the sum of ``|coefficients|`` of ``c``. Scaled by the
+operand bounds (``a -> a/A``), a product is off by ``K e^2 A B`` to leading order.
+
+*GeLU bypass.* ``G(z) - G(-z) = z`` exactly: ``erf`` and ``tanh`` are odd.
+
+*LayerNorm at a fixed scale* (Lemma 6, second order). Pads ``+P, -P`` and a zero-sum rest of
+energy ``E`` over ``L`` rows: ``sigma^2 = (2 P^2 + E) / L + eps``; rescaling by
+``sigma_0 = sqrt(2 P^2 / L + eps)`` recovers ``v (1 + E / (2 P^2 + L eps))^(-1/2)``, whose series
+in ``1/P`` is ``v (1 - E / (4 P^2) + O(P^-4))``.
+
+*LayerNorm division* (Lemma 8). Pads ``+N c, -N c``: ``y / sigma * N sqrt(2/L)`` has series
+``(y / c) (1 - (E + L eps) / (4 N^2 c^2) + O(N^-4))`` for ``c > 0``.
+
+*Softmax saturation.* Scores ``N (2 tau j - j^2)``: the chosen key beats key ``tau + m`` by
+``N m^2``, the runner-up by ``N``. Since ``m^2 >= 3 m - 2`` on the integers (``(m-1)(m-2) >= 0``),
+the weight left on the others is at most ``2 sum_{m>=1} e^{-N(3m-2)} = 2 e^{-N} / (1 - e^{-3N})``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+
+import sympy as sp
+
+TANH_GELU_CUBIC = sp.Rational(44715, 10 ** 6)  # the 0.044715 of the tanh approximation
+
+
+def gelu_erf(z: sp.Expr) -> sp.Expr:
+    return z / 2 * (1 + sp.erf(z / sp.sqrt(2)))
+
+
+def gelu_tanh(z: sp.Expr) -> sp.Expr:
+    return z / 2 * (1 + sp.tanh(sp.sqrt(2 / sp.pi) * (z + TANH_GELU_CUBIC * z ** 3)))
+
+
+GELUS: dict[str, Callable[[sp.Expr], sp.Expr]] = {"erf": gelu_erf, "tanh": gelu_tanh}
+
+
+@dataclasses.dataclass(frozen=True)
+class Derivation:
+    """One trick: the statement, the steps a class can follow, and the leading error term.
+
+    ``leading_error`` is the first term of (approximation - target), 0 for exact identities;
+    ``order`` names its power of the construction's constant (``"eps^2"``, ``"P^-2"``, ...);
+    ``coefficient`` bounds it with the constant and operand bounds set to 1 (``K`` above).
+    """
+
+    name: str
+    statement: str
+    steps: tuple[tuple[str, str], ...]
+    holds: bool
+    leading_error: sp.Expr
+    order: str
+    coefficient: sp.Expr
+    seconds: float = 0.0
+
+    def render(self) -> str:
+        lines = [f"Lemma: {self.name}", f"  claim: {self.statement}"]
+        lines += [f"  {label}: {text}" for label, text in self.steps]
+        verdict = "proved" if self.holds else "FAILED"
+        lines.append(f"  {verdict} ({self.seconds:.2f} s)")
+        return "\n".join(lines)
+
+
+def _timed(build: Callable[[], Derivation]) -> Derivation:
+    started = time.perf_counter()
+    derivation = build()
+    return dataclasses.replace(derivation, seconds=time.perf_counter() - started)
+
+
+def _abs_coefficient_sum(poly_expr: sp.Expr, *symbols: sp.Symbol) -> sp.Expr:
+    """Sum of ``|coefficients|``: a bound on the polynomial over ``|symbols| <= 1``."""
+    return sp.nsimplify(sum(abs(c) for c in sp.Poly(poly_expr, *symbols).coeffs()))
+
+
+def gelu_product(kind: str = "erf") -> Derivation:
+    a, b = sp.symbols("a b", real=True)
+    e = sp.Symbol("epsilon", positive=True)
+    gelu = GELUS[kind]
+    product = sp.sqrt(sp.pi / 2) * (gelu(e * (a + b)) - gelu(e * a) - gelu(e * b)) / e ** 2
+    series = sp.expand(sp.series(product, e, 0, 4).removeO())
+    limit = series.subs(e, 0)
+    leading = sp.expand(series - limit)
+    c2 = sp.expand(leading.coeff(e, 2))
+    holds = sp.expand(limit - a * b) == 0 and sp.expand(leading - c2 * e ** 2) == 0
+    bound = _abs_coefficient_sum(c2, a, b)
+    return Derivation(
+        name=f"GeLU product ({kind} GeLU)",
+        statement="sqrt(pi/2) (G(eps (a+b)) - G(eps a) - G(eps b)) / eps^2 -> a b as eps -> 0",
+        steps=(("series in eps", f"{sp.factor(c2)} * eps^2 + a*b + O(eps^4)"),
+               ("limit eps -> 0", f"{limit}"),
+               ("leading error", f"{sp.factor(c2)} * eps^2"),
+               ("on |a|, |b| <= 1", f"|leading error| <= {bound} * eps^2 "
+                                    f"(= {float(bound):.4f} eps^2)")),
+        holds=holds, leading_error=c2 * e ** 2, order="eps^2", coefficient=bound)
+
+
+def gelu_bypass(kind: str = "erf") -> Derivation:
+    z = sp.Symbol("z", real=True)
+    gelu = GELUS[kind]
+    difference = sp.expand(gelu(z) - gelu(-z) - z)
+    return Derivation(
+        name=f"GeLU bypass ({kind} GeLU)", statement="G(z) - G(-z) = z for every z",
+        steps=(("G(-z)", f"{gelu(-z)}"), ("expand(G(z) - G(-z) - z)", f"{difference}")),
+        holds=difference == 0, leading_error=sp.Integer(0), order="exact",
+        coefficient=sp.Integer(0))
+
+
+def _inverse_pad_series(expr: sp.Expr, pad: sp.Symbol, target: sp.Expr,
+                        ) -> tuple[sp.Expr, sp.Expr, bool]:
+    """Series of ``expr / target`` in ``t = 1/pad``: ``(limit, t^2 coefficient, exact order)``."""
+    t = sp.Symbol("t", positive=True)
+    relative = sp.series(sp.powsimp(expr.subs(pad, 1 / t) / target, force=True), t, 0, 4)
+    relative = sp.expand(relative.removeO())
+    limit = relative.subs(t, 0)
+    c2 = sp.factor(relative.coeff(t, 2))
+    holds = limit == 1 and sp.expand(relative - 1 - c2 * t ** 2) == 0
+    return limit, c2, holds
+
+
+def ln_fixed_scale() -> Derivation:
+    v = sp.Symbol("v", real=True)
+    p, energy, width, eps = sp.symbols("P E L eps_ln", positive=True)
+    sigma = sp.sqrt((2 * p ** 2 + energy) / width + eps)
+    sigma_0 = sp.sqrt(2 * p ** 2 / width + eps)
+    recovered = v * sigma_0 / sigma
+    limit, c2, holds = _inverse_pad_series(recovered, p, v)
+    return Derivation(
+        name="LayerNorm at a fixed scale (pads +P, -P)",
+        statement="v sigma_0 / sigma -> v as P -> oo, relative error O(1/P^2)",
+        steps=(("sigma^2", f"{sigma ** 2}"), ("relative series in 1/P",
+                                              f"1 + ({c2}) / P^2 + O(P^-4)"),
+               ("leading relative error", f"{c2} / P^2")),
+        holds=holds, leading_error=c2 / p ** 2, order="P^-2", coefficient=-c2.subs(energy, 1))
+
+
+def ln_division() -> Derivation:
+    y = sp.Symbol("y", real=True)
+    n, c, energy, width, eps = sp.symbols("N c E L eps_ln", positive=True)
+    sigma = sp.sqrt((2 * n ** 2 * c ** 2 + energy) / width + eps)
+    divided = y / sigma * n * sp.sqrt(2 / width)
+    limit, c2, holds = _inverse_pad_series(divided, n, y / c)
+    return Derivation(
+        name="LayerNorm division (pads +N c, -N c)",
+        statement="y / sigma * N sqrt(2/L) -> y / c as N -> oo (c > 0), relative error O(1/N^2)",
+        steps=(("sigma^2", f"{sigma ** 2}"), ("relative series in 1/N",
+                                              f"1 + ({c2}) / N^2 + O(N^-4)"),
+               ("leading relative error", f"{c2} / N^2")),
+        holds=holds, leading_error=c2 / n ** 2, order="N^-2",
+        coefficient=-c2.subs({energy: 1, eps: 0, c: 1}))
+
+
+def point_read_leak(hardness: sp.Expr) -> sp.Expr:
+    """The closed-form bound on the softmax weight off the target key."""
+    return 2 * sp.exp(-hardness) / (1 - sp.exp(-3 * hardness))
+
+
+def softmax_saturation() -> Derivation:
+    hardness = sp.Symbol("N", positive=True)
+    tau, j, m = sp.symbols("tau j m", integer=True)
+
+    def score(key: sp.Expr) -> sp.Expr:
+        return hardness * (2 * tau * key - key ** 2)
+
+    gap = sp.factor(sp.expand(score(tau) - score(tau + m)))
+    runner_up = gap.subs(m, 1)
+    quadratic_vs_linear = sp.factor(m ** 2 - (3 * m - 2))
+    ratio = sp.Symbol("r", positive=True)  # r = e^{-3N} lies in (0, 1) for N > 0
+    geometric = sp.summation(ratio ** m, (m, 1, sp.oo))
+    geometric = geometric.args[0][0] if isinstance(geometric, sp.Piecewise) else geometric
+    leak = sp.powsimp(2 * sp.exp(2 * hardness) * geometric.subs(ratio, sp.exp(-3 * hardness)))
+    expected = point_read_leak(hardness)
+    holds = (sp.expand(gap - hardness * m ** 2) == 0
+             and sp.expand(quadratic_vs_linear - (m - 1) * (m - 2)) == 0
+             and sp.cancel(sp.powsimp(leak - expected)) == 0)
+    return Derivation(
+        name="softmax saturation (quadratic position code)",
+        statement="with scores N (2 tau j - j^2) the weight off key tau is <= 2 e^-N / (1 - e^-3N)",
+        steps=(("score(tau) - score(tau + m)", f"{gap}"),
+               ("gap to the runner-up (m = +-1)", f"{runner_up}"),
+               ("m^2 - (3m - 2)", f"{quadratic_vs_linear} >= 0 on the integers"),
+               ("2 sum_{m>=1} e^{-N(3m-2)}", f"{leak}"),
+               ("leading error", "2 e^-N")),
+        holds=holds, leading_error=2 * sp.exp(-hardness), order="e^-N",
+        coefficient=sp.Integer(2))
+
+
+def all_derivations() -> tuple[Derivation, ...]:
+    """Every trick, for ``rawc prove lemmas`` (the tanh variants for comparison)."""
+    builders: tuple[Callable[[], Derivation], ...] = (
+        lambda: gelu_product("erf"), lambda: gelu_product("tanh"),
+        lambda: gelu_bypass("erf"), lambda: gelu_bypass("tanh"),
+        ln_fixed_scale, ln_division, softmax_saturation)
+    return tuple(_timed(build) for build in builders)
+
+
+def derivations_for(op_kinds: set[str]) -> tuple[Derivation, ...]:
+    """The tricks a program's lowering uses, given its op kinds (``mov``, ``mul``, ...)."""
+    builders: list[Callable[[], Derivation]] = [softmax_saturation, lambda: gelu_bypass("erf")]
+    if "mul" in op_kinds:
+        builders.append(lambda: gelu_product("erf"))
+    if "div" in op_kinds:
+        builders += [ln_division, ln_fixed_scale]
+    return tuple(_timed(build) for build in builders)
