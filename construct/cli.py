@@ -1,4 +1,4 @@
-"""The ``rawc`` command line: list, compile, verify, explain, prove, bench."""
+"""The ``rawc`` command line: list, compile, verify, explain, prove, docs, bench."""
 from __future__ import annotations
 
 import argparse
@@ -78,7 +78,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
-    from construct.explain import main as explain_main
+    from construct.explain_command import main as explain_main
 
     return explain_main(args)
 
@@ -87,6 +87,12 @@ def _cmd_prove(args: argparse.Namespace) -> int:
     from verify.prove import main as prove_main
 
     return prove_main(args, _algorithm_params(args))
+
+
+def _cmd_docs(args: argparse.Namespace) -> int:
+    from construct.course import main as docs_main
+
+    return docs_main(args)
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -165,6 +171,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--listing", action="store_true",
                    help="prove the paper's Appendix A/B listing instead of the builder program")
     p.set_defaults(run=_cmd_prove)
+
+    p = sub.add_parser("docs", help="regenerate the course in docs/ (pages, proofs, pictures)",
+                       description="Regenerate docs/: one page per construction (the output of "
+                                   "`rawc explain NAME --d 2 --out docs`, pictures included) and "
+                                   "the generated blocks (`rawc prove ...` output) inside the "
+                                   "hand-written pages. --check writes nothing and exits 1 when "
+                                   "a committed page differs from what the code makes today.")
+    p.add_argument("--out", default="docs", help="the docs folder (default docs)")
+    p.add_argument("--check", action="store_true", help="compare only; exit 1 when out of date")
+    p.set_defaults(run=_cmd_docs)
 
     p = sub.add_parser("bench", help="error and size tables",
                        description="`rawc bench ops`: observed vs predicted error per operation "

@@ -13,7 +13,7 @@ from construct.algorithms import sherman_morrison_program
 from construct.builder import ProgramBuilder, column, mean_of, prev
 from construct.parser import ParseError, parse_program
 from construct.printer import op_text, program_text
-from construct.program import Aff, Div, Fixed, MeanOf, Mov, Mul, Prev, ProgramError, identity
+from construct.program import Aff, Div, Fixed, MeanOf, Mov, Prev, ProgramError, identity
 
 # Reference section 3.2, with its notation (λ, α, −), and step 6 corrected to W2 = +λ.
 APPENDIX_A = """\

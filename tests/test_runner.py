@@ -10,7 +10,7 @@ from hypothesis import given, strategies as st
 
 from construct.algorithms import get_algorithm, sherman_morrison_program
 from construct.assemble import compile_program
-from construct.checkpoint import load_checkpoint, save_checkpoint
+from construct.checkpoint import load_checkpoint
 from construct.cli import main as cli_main
 from construct.config import CompileConfig, torch_dtype
 from construct.model import Transformer

@@ -64,11 +64,11 @@ class Derivation:
     coefficient: sp.Expr
     seconds: float = 0.0
 
-    def render(self) -> str:
+    def render(self, times: bool = True) -> str:
         lines = [f"Lemma: {self.name}", f"  claim: {self.statement}"]
         lines += [f"  {label}: {text}" for label, text in self.steps]
         verdict = "proved" if self.holds else "FAILED"
-        lines.append(f"  {verdict} ({self.seconds:.2f} s)")
+        lines.append(f"  {verdict}" + (f" ({self.seconds:.2f} s)" if times else ""))
         return "\n".join(lines)
 
 

@@ -42,14 +42,14 @@ class ProgramProof:
     offending_term: str | None
     seconds: float
 
-    def render(self) -> str:
+    def render(self, times: bool = True) -> str:
         lines = [f"Theorem: {self.claim}", f"  program: {self.program}"]
         lines += [f"  {label}: {text}" for label, text in self.steps]
+        took = f" ({self.seconds:.2f} s)" if times else ""
         if self.proved:
-            lines.append(f"  proved ({self.seconds:.2f} s)")
+            lines.append(f"  proved{took}")
         else:
-            lines.append(f"  NOT PROVED: the difference keeps the term {self.offending_term}"
-                         f" ({self.seconds:.2f} s)")
+            lines.append(f"  NOT PROVED: the difference keeps the term {self.offending_term}{took}")
         return "\n".join(lines)
 
 

@@ -3,7 +3,8 @@
 ``rawc prove NAME`` proves the named algorithm's program (``--listing``: the paper's own
 listing) equal to its closed form (``verify.proofs``) and derives every lowering trick that
 program uses (``verify.lemmas``); ``rawc prove lemmas`` derives all of them, with the tanh
-GeLU variants. Exit status 0 when everything is proved, 1 otherwise.
+GeLU variants. Exit status 0 when everything is proved, 1 otherwise. ``report`` gives the
+same text without timings for the docs, which must not change from run to run.
 """
 from __future__ import annotations
 
@@ -14,31 +15,35 @@ from construct.algorithms import get_algorithm
 from verify import lemmas
 from verify.proofs import STATEMENTS, prove_program
 
-
-def _op_kinds(program: object) -> set[str]:
-    return {type(op).__name__.lower() for op in program.ops}
+PROVABLE = (*STATEMENTS, "lemmas")
 
 
-def main(args: argparse.Namespace, params: dict[str, object]) -> int:
+def report(name: str, params: dict[str, object], *, listing: bool = False,
+           times: bool = True) -> tuple[str, bool]:
+    """``(printout, proved)`` of ``rawc prove name``."""
     started = time.perf_counter()
-    if args.name == "lemmas":
+    parts: list[str] = []
+    if name == "lemmas":
         derivations = lemmas.all_derivations()
         proved = True
     else:
-        if args.name not in STATEMENTS:
-            raise ValueError(f"no proof for {args.name!r}; provable: "
-                             f"{', '.join([*STATEMENTS, 'lemmas'])}")
-        algorithm = get_algorithm(args.name)
+        if name not in STATEMENTS:
+            raise ValueError(f"no proof for {name!r}; provable: {', '.join(PROVABLE)}")
+        algorithm = get_algorithm(name)
         resolved = algorithm.resolve(**params)
-        program = algorithm.program(resolved, listing=args.listing)
-        proof = prove_program(args.name, resolved, program)
-        print(proof.render())
-        print()
-        derivations = lemmas.derivations_for(_op_kinds(program))
+        program = algorithm.program(resolved, listing=listing)
+        proof = prove_program(name, resolved, program)
+        parts.append(proof.render(times))
+        derivations = lemmas.derivations_for({type(op).__name__.lower() for op in program.ops})
         proved = proof.proved
-    for derivation in derivations:
-        print(derivation.render())
-        print()
+    parts += [derivation.render(times) for derivation in derivations]
     proved = proved and all(d.holds for d in derivations)
-    print(f"{'all proved' if proved else 'NOT PROVED'} in {time.perf_counter() - started:.2f} s")
+    verdict = "all proved" if proved else "NOT PROVED"
+    took = f" in {time.perf_counter() - started:.2f} s" if times else ""
+    return "\n\n".join(parts) + f"\n\n{verdict}{took}\n", proved
+
+
+def main(args: argparse.Namespace, params: dict[str, object]) -> int:
+    text, proved = report(args.name, params, listing=args.listing)
+    print(text, end="")
     return 0 if proved else 1
