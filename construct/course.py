@@ -64,15 +64,14 @@ def proof_section(name: str, params: dict[str, object]) -> list[str]:
 
 
 def _command_output(command: str) -> str:
+    """The output of ``rawc prove ...`` (the only command a block may run), timings left out."""
+    from construct.cli import _algorithm_params, build_parser
+
     words = command.split()
-    if words[:1] != ["prove"] or len(words) < 2:
+    if words[:1] != ["prove"]:
         raise ValueError(f"generated block runs {command!r}; only `prove NAME [--d D]` is known")
-    params: dict[str, object] = {}
-    if "--d" in words:
-        params["d"] = int(words[words.index("--d") + 1])
-    if words[1] != "lemmas":
-        params.setdefault("d", 2)
-    return report(words[1], params, times=False)[0]
+    args = build_parser().parse_args(words)
+    return report(args.name, _algorithm_params(args), listing=args.listing, times=False)[0]
 
 
 def refresh_blocks(text: str) -> str:
@@ -93,10 +92,10 @@ def build_docs(out: pathlib.Path, source: pathlib.Path, pictures: bool = True,
             pages[out / page.name] = refresh_blocks(page.read_text(encoding="utf-8"))
     for name, d in PAGES.items():
         args = explain.page_args(name, d, out="docs")
-        _, text = explain.render(args)
-        pages[out / f"{name}.md"] = text
+        target = explain.resolve_target(args)
+        pages[out / f"{name}.md"] = explain.render(args, target)[1]
         if pictures:
-            explain.write_page_pictures(args, out)
+            explain.write_page_pictures(target, out)
     return pages
 
 

@@ -68,11 +68,12 @@ def resolve_target(args: argparse.Namespace) -> Target:
                   algorithm)
 
 
-def render(args: argparse.Namespace) -> tuple[str, str]:
-    """``(page name, markdown)`` for the command line's arguments."""
+def render(args: argparse.Namespace, target: Target | None = None) -> tuple[str, str]:
+    """``(page name, markdown)`` for the command line's arguments (``target``: already
+    resolved from them, so a caller that also draws the pictures compiles once)."""
     from construct import course
 
-    target = resolve_target(args)
+    target = target or resolve_target(args)
     extra = []
     if getattr(args, "out", None) and pictures_available():
         extra.append(course.pictures_section(target.name, target.compiled.schedule.n_layers))
@@ -95,25 +96,25 @@ def pictures_available() -> bool:
     return importlib.util.find_spec("matplotlib") is not None
 
 
-def write_page_pictures(args: argparse.Namespace, out: str | os.PathLike) -> list[str]:
-    """The pictures of the page ``args`` describes, written to ``out/pictures``."""
+def write_page_pictures(target: Target, out: str | os.PathLike) -> list[str]:
+    """The pictures of ``target``'s page, written to ``out/pictures``."""
     from construct.pictures import write_pictures
 
-    target = resolve_target(args)
     paths = write_pictures(target.compiled, pathlib.Path(out) / "pictures", target.name)
     return [str(p) for p in paths]
 
 
 def main(args: argparse.Namespace) -> int:
     """Print the page, or write ``<out>/<name>.md`` and its pictures when ``args.out`` is given."""
-    name, text = render(args)
+    target = resolve_target(args)
+    name, text = render(args, target)
     out = getattr(args, "out", None)
     if not out:
         print(text, end="")
         return 0
     os.makedirs(out, exist_ok=True)
     if pictures_available():
-        for path in write_page_pictures(args, out):
+        for path in write_page_pictures(target, out):
             print(f"wrote {path}")
     else:
         print("rawc explain: matplotlib is not installed, so no pictures were written "

@@ -36,6 +36,11 @@ class Layout:
         start, end = self.lifetimes[name]
         return start <= 2 * layer + 1 and end > 2 * layer + 1
 
+    def live_in_layer(self, name: str, layer: int) -> bool:
+        """Written by the end of ``layer`` and still read in it or later."""
+        start, end = self.lifetimes[name]
+        return start <= 2 * layer + 1 and end >= 2 * layer
+
     def to_json(self) -> dict[str, object]:
         return {"slots": {k: list(v) for k, v in self.slots.items()},
                 "fixed": dict(self.fixed), "d_model": self.d_model}

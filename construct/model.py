@@ -48,6 +48,23 @@ class Transformer(nn.Module):
     def weight(self, name: str) -> torch.Tensor:
         return self.params[name.replace(".", "__")]
 
+    def attention_scores(self, resid: torch.Tensor, layer: int) -> torch.Tensor:
+        """``q_t · k_j / attn_scale`` of every head, ``[..., n_heads, T, T]``, before the mask."""
+        p = f"blocks.{layer}.attn."
+        q = torch.einsum("...td,hde->...hte", resid, self.weight(p + "W_Q"))
+        k = torch.einsum("...td,hde->...hte", resid, self.weight(p + "W_K"))
+        q = q + self.weight(p + "b_Q")[:, None, :]
+        k = k + self.weight(p + "b_K")[:, None, :]
+        return (q @ k.transpose(-1, -2)) / self.shape.attn_scale
+
+    @torch.no_grad()
+    def attention_pattern(self, resid: torch.Tensor, layer: int) -> torch.Tensor:
+        """The causal softmax pattern of every head on the residual entering ``layer``."""
+        n_tokens = resid.shape[-2]
+        mask = torch.ones(n_tokens, n_tokens, dtype=torch.bool, device=resid.device).tril()
+        scores = self.attention_scores(resid, layer).masked_fill(~mask, float("-inf"))
+        return torch.softmax(scores, dim=-1)
+
     @torch.no_grad()
     def forward(self, tokens: torch.Tensor) -> ForwardCache:
         shape = self.shape
@@ -58,19 +75,11 @@ class Transformer(nn.Module):
             raise ValueError(f"sequence of {n_tokens} tokens is longer than n_ctx = {shape.n_ctx}")
         resid = tokens @ self.weight("embed.W_E") + self.weight("pos_embed.W_pos")[:n_tokens]
         residuals = [resid]
-        mask = torch.ones(n_tokens, n_tokens, dtype=torch.bool, device=tokens.device).tril()
         for l in range(shape.n_layers):
             p = f"blocks.{l}."
-            q = torch.einsum("...td,hde->...hte", resid, self.weight(p + "attn.W_Q"))
-            k = torch.einsum("...td,hde->...hte", resid, self.weight(p + "attn.W_K"))
             v = torch.einsum("...td,hde->...hte", resid, self.weight(p + "attn.W_V"))
-            q = q + self.weight(p + "attn.b_Q")[:, None, :]
-            k = k + self.weight(p + "attn.b_K")[:, None, :]
             v = v + self.weight(p + "attn.b_V")[:, None, :]
-            scores = (q @ k.transpose(-1, -2)) / shape.attn_scale
-            scores = scores.masked_fill(~mask, float("-inf"))
-            pattern = torch.softmax(scores, dim=-1)
-            z = pattern @ v
+            z = self.attention_pattern(resid, l) @ v
             attn = torch.einsum("...hte,hed->...td", z, self.weight(p + "attn.W_O"))
             resid = resid + attn + self.weight(p + "attn.b_O")
             residuals.append(resid)

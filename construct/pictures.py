@@ -50,7 +50,6 @@ except ImportError as error:  # an optional extra: the compiler itself never nee
 from construct import explain  # module import: explain may import this module in turn
 from construct.assemble import CompiledModel
 from construct.interpreter import Trace, column_kinds, run
-from construct.layout import Layout
 from construct.model import ForwardCache, Transformer, decode
 from construct.printer import op_text
 from construct.program import Mov
@@ -93,11 +92,6 @@ def _entry(name: str, k: int, size: int) -> str:
     return name if size == 1 else f"{name}[{k}]"
 
 
-def _live_in_layer(layout: Layout, name: str, layer: int) -> bool:
-    first, last = layout.lifetimes[name]
-    return first <= 2 * layer + 1 and last >= 2 * layer
-
-
 def row_labels(compiled: CompiledModel, layer: int) -> list[str]:
     """A name for every residual row as layer ``layer`` sees it.
 
@@ -116,7 +110,7 @@ def row_labels(compiled: CompiledModel, layer: int) -> list[str]:
                 out.setdefault(row, []).append(_entry(name, k, len(rows)))
         return out
 
-    live = entries([n for n in by_age if _live_in_layer(layout, n, layer)])
+    live = entries([n for n in by_age if layout.live_in_layer(n, layer)])
     ever = entries(by_age)
     fixed = {row: [name] for name, row in layout.fixed.items()}
     return [" / ".join(fixed.get(r) or live.get(r) or ever.get(r) or [f"row {r}"])
@@ -235,11 +229,9 @@ def head_roles(compiled: CompiledModel, layer: int) -> list[HeadRole]:
 def position_scores(compiled: CompiledModel, layer: int, head: int,
                     n_positions: int) -> np.ndarray:
     """``q_t·k_j / attn_scale`` from the position rows alone; ``nan`` where causality masks."""
-    w, p = compiled.weights, f"blocks.{layer}.attn."
-    positions = w["pos_embed.W_pos"][:n_positions]
-    q = positions @ w[p + "W_Q"][head] + w[p + "b_Q"][head]
-    k = positions @ w[p + "W_K"][head] + w[p + "b_K"][head]
-    scores = q @ k.T / compiled.shape.attn_scale
+    model = Transformer(compiled.shape, compiled.weights)
+    positions = model.weight("pos_embed.W_pos")[:n_positions]
+    scores = model.attention_scores(positions, layer)[head].numpy()
     scores[np.triu_indices(n_positions, 1)] = np.nan
     return scores
 
@@ -337,13 +329,8 @@ def run_example(compiled: CompiledModel, seed: int = 0) -> tuple[torch.Tensor, F
 def attention_pattern(compiled: CompiledModel, resid: np.ndarray, layer: int,
                       head: int) -> np.ndarray:
     """The causal softmax pattern ``[T, T]`` of one head on the residual entering its layer."""
-    w, p = compiled.weights, f"blocks.{layer}.attn."
-    q = resid @ w[p + "W_Q"][head] + w[p + "b_Q"][head]
-    k = resid @ w[p + "W_K"][head] + w[p + "b_K"][head]
-    scores = q @ k.T / compiled.shape.attn_scale
-    scores[np.triu_indices(len(resid), 1)] = -np.inf
-    weights = np.exp(scores - scores.max(axis=1, keepdims=True))
-    return weights / weights.sum(axis=1, keepdims=True)
+    model = Transformer(compiled.shape, compiled.weights)
+    return model.attention_pattern(torch.as_tensor(resid), layer)[head].numpy()
 
 
 def slot_values(compiled: CompiledModel, trace: Trace, cache: ForwardCache,

@@ -18,7 +18,6 @@ import dataclasses
 import textwrap
 import time
 from collections.abc import Callable
-from fractions import Fraction
 
 import numpy as np
 import sympy as sp
@@ -26,7 +25,7 @@ import sympy as sp
 from construct import interpreter
 from construct.algorithms import default_w0, get_algorithm
 from construct.printer import program_text
-from construct.program import Program
+from construct.program import Program, to_fraction
 
 SHOWN_CHARS = 240  # long expressions are cut for the classroom printout
 
@@ -74,8 +73,8 @@ class Symbols:
 
 
 def _rational(value: object) -> sp.Rational:
-    f = Fraction(str(value)) if not isinstance(value, Fraction) else value
-    return sp.Rational(f.numerator, f.denominator)
+    exact = to_fraction(value)
+    return sp.Rational(exact.numerator, exact.denominator)
 
 
 def _short(expr: object) -> str:
