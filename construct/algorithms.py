@@ -17,6 +17,7 @@ import inspect
 from collections.abc import Callable
 from fractions import Fraction
 
+from construct import learners
 from construct.builder import ProgramBuilder, prev
 from construct.program import Program, ProgramError, identity, to_fraction
 
@@ -35,7 +36,8 @@ class Algorithm:
     summary: str
     parameters: tuple[Parameter, ...]
     build: Callable[..., Program]
-    listing: Callable[..., Program]
+    listing: Callable[..., Program] | None = None
+    positive_lam: bool = False
 
     def resolve(self, **given: object) -> dict[str, object]:
         """Every parameter's value: given ones checked, the others defaulted."""
@@ -49,8 +51,12 @@ class Algorithm:
             values.pop("w0", None)
         if int(values["d"]) < 1:
             raise ProgramError(f"d must be >= 1, got {values['d']}")
-        if "lam" in values and to_fraction(values["lam"]) <= 0 and self.name != "gd":
-            raise ProgramError(f"lam must be > 0 for {self.name}, got {values['lam']}")
+        lam = to_fraction(values["lam"]) if "lam" in values else None
+        if lam is not None and (lam < 0 or (lam == 0 and self.positive_lam)):
+            need = "> 0" if self.positive_lam else ">= 0"
+            raise ProgramError(f"lam must be {need} for {self.name}, got {values['lam']}")
+        if "n" in values and int(values["n"]) < 1:
+            raise ProgramError(f"n (the number of exemplars) must be >= 1, got {values['n']}")
         return values
 
     def program(self, params: dict[str, object], input_bound: float = 4.0,
@@ -60,6 +66,9 @@ class Algorithm:
         Builders that declare bounds on their results get the input bound those depend on.
         """
         if listing:
+            if self.listing is None:
+                raise ProgramError(f"{self.name} has no paper listing; compile its builder "
+                                   "program (drop --listing)")
             return self.listing(**params)
         if "input_bound" in inspect.signature(self.build).parameters:
             return self.build(**params, input_bound=input_bound)
@@ -199,7 +208,31 @@ ALGORITHMS: dict[str, Algorithm] = {
         "one Sherman-Morrison ridge update on one exemplar (Theorem 2, O(d^2) width)",
         (Parameter("d", int, 2, "input dimension"),
          Parameter("lam", Fraction, Fraction(1, 2), "ridge penalty (> 0)")),
-        sherman_morrison_program, sherman_morrison_listing),
+        sherman_morrison_program, sherman_morrison_listing, positive_lam=True),
+    "sgd": Algorithm(
+        "sgd", "one pass of SGD over n exemplars, predicting at every prefix (O(n) depth)",
+        (Parameter("d", int, 2, "input dimension"),
+         Parameter("n", int, 4, "number of exemplars"),
+         Parameter("alpha", Fraction, Fraction(1, 100), "step size"),
+         Parameter("lam", Fraction, Fraction(0), "ridge penalty"),
+         Parameter("w0", list, None, "start weights (default (-1)^k/(k+1))")),
+        learners.sgd_program),
+    "ridge": Algorithm(
+        "ridge", "ridge regression at every prefix by n stacked Sherman-Morrison updates "
+        "(O(d^2) width, O(n) depth)",
+        (Parameter("d", int, 2, "input dimension"),
+         Parameter("n", int, 4, "number of exemplars"),
+         Parameter("lam", Fraction, Fraction(1, 2), "ridge penalty (> 0)")),
+        learners.ridge_program, positive_lam=True),
+    "gd-batch": Algorithm(
+        "gd-batch", "one full-batch GD step (mean loss) on the exemplars before each query "
+        "(constant depth)",
+        (Parameter("d", int, 2, "input dimension"),
+         Parameter("n", int, 4, "number of exemplars"),
+         Parameter("alpha", Fraction, Fraction(1, 10), "step size"),
+         Parameter("lam", Fraction, Fraction(0), "ridge penalty"),
+         Parameter("w0", list, None, "start weights (default (-1)^k/(k+1))")),
+        learners.gd_batch_program),
 }
 
 

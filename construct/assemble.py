@@ -37,15 +37,36 @@ class ModelShape:
     attn_kind: str = "softmax"
     attn_mask: str = "causal"
     attn_scale: float = 1.0
+    prior_column: bool = False
+    loop: tuple[int, int, int] | None = None  # (first block, blocks, times): a shared stage
+
+    @property
+    def executed_blocks(self) -> tuple[int, ...]:
+        """The stored block each executed layer runs: a loop's blocks repeat ``times`` times."""
+        if self.loop is None:
+            return tuple(range(self.n_layers))
+        first, length, times = self.loop
+        body = tuple(range(first, first + length))
+        return tuple(range(first)) + body * times + tuple(range(first + length, self.n_layers))
+
+    @property
+    def depth(self) -> int:
+        return len(self.executed_blocks)
 
     def to_json(self) -> dict[str, object]:
         out = dataclasses.asdict(self)
-        out["input_format"] = {"kind": "interleaved-xy", "prior_column": False}
+        del out["prior_column"]
+        out["input_format"] = {"kind": "interleaved-xy", "prior_column": self.prior_column}
+        out["loop"] = (None if self.loop is None else
+                       dict(zip(("first", "layers", "times"), self.loop)))
         return out
 
 
 @dataclasses.dataclass(frozen=True)
 class CompiledModel:
+    """Every pass output beside the weights. ``program`` is what was compiled (its loop
+    unrolled: op indices count every iteration); ``source`` is the program as written."""
+
     program: Program
     config: CompileConfig
     schedule: Schedule
@@ -54,6 +75,11 @@ class CompiledModel:
     errors: tuple[errors.ErrorModel, ...]  # one per op, program order
     shape: ModelShape
     weights: dict[str, np.ndarray]
+    source: Program | None = None
+
+    @property
+    def source_program(self) -> Program:
+        return self.source or self.program
 
     @property
     def n_params(self) -> int:
@@ -76,11 +102,26 @@ def _ln_mode(program: Program, schedule: Schedule, layer_index: int) -> object:
     return divs[0].den if divs else "mul"
 
 
+def _loop_barriers(source: Program, config: CompileConfig) -> frozenset[int]:
+    loop = source.loop
+    if loop is None or config.form != "shared":
+        return frozenset()
+    return frozenset(loop.start + j * loop.length for j in range(loop.times + 1))
+
+
 def compile_program(program: Program, config: CompileConfig | None = None) -> CompiledModel:
+    """Run every pass. A loop is unrolled; in the ``shared`` form each iteration starts a
+    fresh layer (so all get one relative schedule) and scales its products by the worst
+    iteration's bounds, so the iterations lower to identical layers, stored once."""
     config = config or CompileConfig()
-    schedule = build_schedule(program, config.schedule)
+    source, program = program, program.unrolled()
+    shared = source.loop is not None and config.form == "shared"
+    schedule = build_schedule(program, config.schedule, _loop_barriers(source, config))
     layout = allocate(program, schedule)
     bounds = analysis.magnitude_bounds(program, config.input_bound)
+    if shared:
+        loop = source.loop
+        bounds = bounds.uniform_over_loop(loop.start, loop.length, loop.times)
     garbage = row_bounds(program, layout, bounds)
     pads = [layout.fixed[name] for name in LN_ROWS if name in layout.fixed]
     energy = float(np.sum(np.delete(garbage, pads) ** 2))
@@ -102,10 +143,44 @@ def compile_program(program: Program, config: CompileConfig | None = None) -> Co
         d_head=max([2] + [h.w_v.shape[1] for a in attn_halves for h in a.heads]),
         d_mlp=max([1] + [m.w_in.shape[1] for m in mlp_halves]),
         n_ctx=config.n_ctx, d_in=program.d + 1, d_out=1, act_fn="gelu", ln1=False,
-        ln2=schedule.uses_layernorm, ln_eps=config.ln_eps)
+        ln2=schedule.uses_layernorm, ln_eps=config.ln_eps, prior_column=program.prior_column)
     weights = _weights(program, layout, shape, attn_halves, mlp_halves)
+    if shared:
+        shape, weights = _share_loop(source, schedule, shape, weights)
     ordered = tuple(models[i] for i in range(len(program.ops)))
-    return CompiledModel(program, config, schedule, layout, bounds, ordered, shape, weights)
+    return CompiledModel(program, config, schedule, layout, bounds, ordered, shape, weights,
+                         source)
+
+
+def _share_loop(source: Program, schedule: Schedule, shape: ModelShape,
+                weights: dict[str, np.ndarray]) -> tuple[ModelShape, dict[str, np.ndarray]]:
+    """Keep one copy of the loop's layers; refuse if the iterations' weights differ."""
+    loop = source.loop
+    first = schedule.layer_of(loop.start)
+    length = max(schedule.layer_of(i) for i in range(loop.start, loop.stop)) - first + 1
+    total = schedule.n_layers
+    starts = [schedule.layer_of(loop.start + j * loop.length) for j in range(loop.times)]
+    if starts != [first + j * length for j in range(loop.times)]:
+        raise ValueError(f"loop iterations start at layers {starts}, not every {length}")
+    for j in range(1, loop.times):
+        for offset in range(length):
+            a, b = f"blocks.{first + offset}.", f"blocks.{first + j * length + offset}."
+            for name in (k for k in weights if k.startswith(a)):
+                if not np.array_equal(weights[name], weights[b + name[len(a):]]):
+                    raise ValueError(f"loop iteration {j + 1} does not lower to the same "
+                                     f"weights as the first ({b + name[len(a):]})")
+    keep = list(range(first + length)) + list(range(first + loop.times * length, total))
+    renamed = {f"blocks.{old}.": f"blocks.{new}." for new, old in enumerate(keep)}
+    out = {}
+    for name, value in weights.items():
+        if not name.startswith("blocks."):
+            out[name] = value
+            continue
+        prefix = ".".join(name.split(".")[:2]) + "."
+        if prefix in renamed:
+            out[renamed[prefix] + name[len(prefix):]] = value
+    shape = dataclasses.replace(shape, n_layers=len(keep), loop=(first, length, loop.times))
+    return shape, out
 
 
 def _weights(program: Program, layout: Layout, shape: ModelShape, attn_halves: list,
@@ -117,7 +192,7 @@ def _weights(program: Program, layout: Layout, shape: ModelShape, attn_halves: l
     for k, row in enumerate(layout.rows(program.x_slot)):
         embed[k + 1, row] = 1.0
     w["embed.W_E"] = embed
-    w["pos_embed.W_pos"] = position_table(layout, shape.n_ctx)
+    w["pos_embed.W_pos"] = position_table(program, layout, shape.n_ctx)
     for l, (attn, mlp) in enumerate(zip(attn_halves, mlp_halves)):
         p = f"blocks.{l}."
         arrays = {name: np.zeros((H, D, dh)) for name in ("W_Q", "W_K", "W_V")}

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-from construct.program import (Aff, Div, Fixed, MeanOf, Mov, Mul, Op, Prev, Program,
+from construct.program import (Aff, Div, Fixed, Loop, MeanOf, Mov, Mul, Op, Prev, Program,
                                ProgramError, ReadMap, Slot, to_fraction, to_matrix)
 
 
@@ -39,6 +39,10 @@ class ProgramBuilder:
         self._ops: list[Op] = []
         self._groups: list[list[int]] | None = None
         self._assumptions: list[tuple[int, Fraction]] = []
+        self._prior_column = False
+        self._prior: dict[str, tuple[Fraction, ...]] = {}
+        self._loop_start: int | None = None
+        self._loop: Loop | None = None
         self.x = self._declare(x, d, 1)
         self.y = self._declare(y, 1, 1)
 
@@ -121,6 +125,31 @@ class ProgramBuilder:
         bias_matrix = None if flat is None else tuple((v,) for v in flat)
         return self._add(Aff(dst, tuple(coefficient_terms), bias_matrix))
 
+    def prior_column(self) -> None:
+        """The sequence starts with a prior column (column 0, zero token)."""
+        self._prior_column = True
+
+    def prior(self, name: str, values: object, rows: int | None = None, cols: int = 1) -> str:
+        """Declare slot ``name`` with ``values`` in the prior column (zero in every other)."""
+        flat = tuple(to_fraction(v) for v in _flatten(values))
+        self._declare(name, rows if rows is not None else len(flat) // cols, cols)
+        self._prior_column = True
+        self._prior[name] = flat
+        return name
+
+    def repeat(self, times: int) -> None:
+        """Ops from here to ``end_repeat`` form the loop body, run ``times`` times."""
+        if self._loop_start is not None or self._loop is not None:
+            raise ProgramError("a program holds at most one loop")
+        self._loop_start = len(self._ops)
+        self._loop_times = times
+
+    def end_repeat(self) -> None:
+        if self._loop_start is None:
+            raise ProgramError("end_repeat without repeat")
+        self._loop = Loop(self._loop_start, len(self._ops), self._loop_times)
+        self._loop_start = None
+
     def assume(self, slot: str, bound: object) -> None:
         """Declare ``|entries of slot| <= bound`` for the value the last op wrote into it."""
         writers = [i for i, op in enumerate(self._ops) if op.dst == slot]
@@ -129,10 +158,14 @@ class ProgramBuilder:
         self._assumptions.append((writers[-1], to_fraction(bound)))
 
     def build(self, output: str) -> Program:
+        if self._loop_start is not None:
+            raise ProgramError("repeat without end_repeat")
         groups = None if self._groups is None else tuple(tuple(g) for g in self._groups if g)
         return Program(name=self.name, d=self.d, slots=tuple(self._slots.values()),
                        ops=tuple(self._ops), x_slot=self.x, y_slot=self.y, output=output,
-                       groups=groups, assumptions=tuple(self._assumptions))
+                       groups=groups, assumptions=tuple(self._assumptions),
+                       prior_column=self._prior_column, prior=tuple(self._prior.items()),
+                       loop=self._loop)
 
 
 def _flatten(value: object) -> list:

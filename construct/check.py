@@ -38,7 +38,8 @@ def check_program(program: Program) -> None:
         raise ProgramError(f"output slot {program.output!r} is not declared")
     if slots[program.output].size != 1:
         raise ProgramError(f"output slot {program.output!r} must be a scalar")
-    written = {program.x_slot, program.y_slot}
+    _check_prior(program, slots)
+    written = {program.x_slot, program.y_slot, *(name for name, _ in program.prior)}
     for index, op in enumerate(program.ops):
         for name in (op.dst, *op.reads):
             if name not in slots:
@@ -52,6 +53,8 @@ def check_program(program: Program) -> None:
         raise ProgramError(f"output slot {program.output!r} is never written")
     if program.groups is not None:
         _check_groups(program)
+    if program.loop is not None:
+        _check_loop(program)
     for index, bound in program.assumptions:
         if not 0 <= index < len(program.ops):
             raise ProgramError(f"assumption names op {index + 1}, the program has "
@@ -59,6 +62,36 @@ def check_program(program: Program) -> None:
         if bound <= 0:
             raise ProgramError(f"op {index + 1}: declared bound |{program.ops[index].dst}| <= "
                                f"{bound} must be > 0")
+
+
+def _check_prior(program: Program, slots: dict) -> None:
+    if program.prior and not program.prior_column:
+        raise ProgramError("prior values need a prior column (prior_column = True)")
+    seen: set[str] = set()
+    for name, values in program.prior:
+        if name not in slots:
+            raise ProgramError(f"prior value for unknown slot {name!r}")
+        if name in seen:
+            raise ProgramError(f"slot {name!r} has two prior values")
+        if name in (program.x_slot, program.y_slot):
+            raise ProgramError(f"the token input slot {name!r} cannot have a prior value (the "
+                               "prior column's token is zero)")
+        if len(values) != slots[name].size:
+            raise ProgramError(f"prior value for {name!r} has {len(values)} entries, the slot "
+                               f"holds {slots[name].size}")
+        seen.add(name)
+
+
+def _check_loop(program: Program) -> None:
+    loop = program.loop
+    if loop.stop > len(program.ops):
+        raise ProgramError(f"loop ends after op {loop.stop}, the program has "
+                           f"{len(program.ops)} ops")
+    for group in program.groups or ():
+        inside = [loop.start <= i < loop.stop for i in group]
+        if any(inside) and not all(inside):
+            raise ProgramError(f"layer group of ops {group[0] + 1}..{group[-1] + 1} straddles "
+                               "the loop's boundary")
 
 
 def _check_shapes(index: int, op: Op, slots: dict) -> None:

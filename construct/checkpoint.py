@@ -20,8 +20,12 @@ The safetensors header metadata (all values strings; JSON where structured):
 - ``format``: ``"pt"``; ``rawc.schema``: ``"rawc.checkpoint/1"``; ``rawc.version``: the rawc
   version that wrote the file.
 - ``rawc.config`` (JSON): ``d_model, n_layers, n_heads, d_head, d_mlp, n_ctx, d_in, d_out,
-  act_fn, ln1, ln2, ln_eps, attn_kind, attn_mask, attn_scale, input_format``; everything the
-  forward needs besides the tensors.
+  act_fn, ln1, ln2, ln_eps, attn_kind, attn_mask, attn_scale, input_format, loop``; everything
+  the forward needs besides the tensors. ``input_format.prior_column``: position 0 is a zero
+  token whose content comes from ``W_pos[0]``. ``loop`` (null, or ``{first, layers, times}``):
+  ``n_layers`` blocks are stored and blocks ``first .. first + layers - 1`` run ``times`` times
+  in a row (a weight-shared stage), so the model executes ``n_layers + (times - 1) * layers``
+  layers.
 - ``rawc.algorithm`` (JSON): ``{"name": ..., "params": {...}}``, fractions as ``"1/10"``.
 - ``rawc.program``: the op program as text (``Program.text()``; ``parser.parse_program``
   reads it back).
@@ -176,7 +180,7 @@ def build_metadata(compiled: CompiledModel, algorithm: str | None = None,
         "rawc.config": _dumps(compiled.shape.to_json()),
         "rawc.algorithm": _dumps({"name": algorithm or compiled.program.name,
                                   "params": params or {}}),
-        "rawc.program": compiled.program.text(),
+        "rawc.program": compiled.source_program.text(),
         "rawc.layout": _dumps(compiled.layout.to_json()),
         "rawc.bounds": _dumps(bounds),
         "rawc.version": construct.__version__,
@@ -312,8 +316,11 @@ def _field_ok(name: str, value: object) -> bool:
 
 def shape_from_config(config: dict[str, object], where: str) -> ModelShape:
     """``ModelShape`` from a ``rawc.config`` object, every field checked."""
-    fields = {}
+    fields: dict[str, object] = {"prior_column": _prior_column(config, where),
+                                 "loop": _loop(config, where)}
     for field in dataclasses.fields(ModelShape):
+        if field.name in fields:
+            continue
         if field.name not in config:
             raise CheckpointError(f"{where}: metadata key rawc.config lacks field {field.name!r}")
         value = config[field.name]
@@ -322,6 +329,30 @@ def shape_from_config(config: dict[str, object], where: str) -> ModelShape:
                                   f"{field.name} = {value!r}")
         fields[field.name] = value
     return ModelShape(**fields)
+
+
+def _prior_column(config: dict[str, object], where: str) -> bool:
+    fmt = config.get("input_format")
+    if not isinstance(fmt, dict) or not isinstance(fmt.get("prior_column", False), bool):
+        raise CheckpointError(f"{where}: metadata key rawc.config has invalid input_format "
+                              f"{fmt!r}")
+    return bool(fmt.get("prior_column", False))
+
+
+def _loop(config: dict[str, object], where: str) -> tuple[int, int, int] | None:
+    """``loop``: absent or null for a plain stack, else ``{first, layers, times}``."""
+    loop = config.get("loop")
+    if loop is None:
+        return None
+    keys = ("first", "layers", "times")
+    values = [loop.get(k) if isinstance(loop, dict) else None for k in keys]
+    n_layers = config.get("n_layers")
+    if (not all(isinstance(v, int) and not isinstance(v, bool) for v in values)
+            or values[0] < 0 or values[1] < 1 or values[2] < 1
+            or not isinstance(n_layers, int) or values[0] + values[1] > n_layers):
+        raise CheckpointError(f"{where}: metadata key rawc.config has invalid loop {loop!r} "
+                              "(expected first >= 0, layers >= 1, times >= 1 within n_layers)")
+    return tuple(values)  # type: ignore[return-value]
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:

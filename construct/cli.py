@@ -17,11 +17,15 @@ typical use:
   rawc list
   rawc compile gd --d 8 --alpha 0.1 --lam 0.01 -o gd.safetensors
   rawc verify gd.safetensors --trials 10000
+  rawc compile ridge --d 4 --n 16 --lam 0.5 -o ridge.safetensors
+  rawc verify ridge.safetensors --dtype float64
 """
 
 
 def _algorithm_params(args: argparse.Namespace) -> dict[str, object]:
     params: dict[str, object] = {"d": args.d}
+    if args.n is not None:
+        params["n"] = args.n
     if args.alpha is not None:
         params["alpha"] = Fraction(args.alpha)
     if args.lam is not None:
@@ -50,7 +54,8 @@ def _cmd_compile(args: argparse.Namespace) -> int:
 
     algorithm = get_algorithm(args.name)
     params = algorithm.resolve(**_algorithm_params(args))
-    overrides = {"input_bound": args.bound, "n_ctx": args.n_ctx, "schedule": args.schedule}
+    overrides = {"input_bound": args.bound, "n_ctx": args.n_ctx, "schedule": args.schedule,
+                 "form": args.form}
     config = CompileConfig.for_dtype(args.dtype, **overrides)
     program = algorithm.program(params, config.input_bound, listing=args.listing)
     compiled = compile_program(program, config)
@@ -58,9 +63,15 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     shape = compiled.shape
     print(f"compiled {args.name} ({'paper listing' if args.listing else 'builder program'}) "
           f"with {', '.join(f'{k}={v}' for k, v in params.items() if v is not None)}")
-    print(f"  width d_model = {shape.d_model}, depth = {shape.n_layers} layers, "
+    stored = ("" if shape.loop is None else
+              f" ({shape.n_layers} stored; {shape.loop[1]} shared layers run {shape.loop[2]} "
+              "times)")
+    print(f"  width d_model = {shape.d_model}, depth = {shape.depth} layers{stored}, "
           f"heads = {shape.n_heads} x d_head {shape.d_head}, d_mlp = {shape.d_mlp}, "
           f"parameters = {compiled.n_params} ({compiled.n_nonzero_params} nonzero)")
+    if compiled.source_program.loop is not None and config.form == "stacked":
+        print("  (a loop: --form shared stores one stage and keeps the parameter count "
+              "constant in n)")
     from verify.propagate import end_to_end_bound
 
     for dtype in ("float64", "float32"):
@@ -105,6 +116,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 def _add_algorithm_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--d", type=int, default=2, help="input dimension d (default 2)")
+    parser.add_argument("--n", type=int, help="number of exemplars (sgd, ridge, gd-batch; "
+                                              "default 4)")
     parser.add_argument("--alpha", help="step size (gd), e.g. 0.1 or 1/10")
     parser.add_argument("--lam", help="ridge penalty lambda, e.g. 0.01")
     parser.add_argument("--w0", help="start weights for gd, comma separated (default "
@@ -132,6 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-ctx", type=int, default=256, help="longest sequence (default 256)")
     p.add_argument("--schedule", choices=("packed", "sequential"), default="packed",
                    help="packed: independent ops share layers; sequential: one op per layer")
+    p.add_argument("--form", choices=("stacked", "shared"), default="stacked",
+                   help="for learners with a repeated stage (sgd, ridge): stacked = every "
+                        "layer its own weights; shared = one stage's layers stored once and "
+                        "run n times (parameters constant in n)")
     p.add_argument("--listing", action="store_true",
                    help="compile the paper's appendix listing instead of the builder program")
     p.set_defaults(run=_cmd_compile)
@@ -150,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--noise", type=float, default=0.0, help="label noise standard deviation")
     p.add_argument("--scale", type=float, default=1.0,
                    help="x ~ N(0, I) * scale before shrinking into the bound (default 1)")
+    p.add_argument("--metric-tasks", type=int, default=32,
+                   help="tasks for the ILWD probe fits of multi-exemplar learners (default 32)")
     p.add_argument("--json", action="store_true", help="print a JSON report instead of tables")
     p.set_defaults(run=_cmd_verify)
 

@@ -19,6 +19,7 @@ import torch
 
 DType = Literal["float64", "float32"]
 SCHEDULES = ("packed", "sequential")
+FORMS = ("stacked", "shared")
 
 
 def unit_roundoff(dtype: str) -> float:
@@ -39,7 +40,10 @@ class CompileConfig:
     ``input_bound`` is the declared bound ``B`` on every input entry; ``n_ctx`` the longest
     sequence the position table holds; ``schedule`` is ``packed`` (independent ops share a
     layer, Lemma 7, and an MLP op may follow an attention op in the same layer) or
-    ``sequential`` (one op per layer, the paper's Lemma 1 layout).
+    ``sequential`` (one op per layer, the paper's Lemma 1 layout). ``form`` matters for
+    programs with a loop: ``stacked`` compiles the unrolled program (every layer its own
+    weights, packed across stage boundaries); ``shared`` gives every iteration the same layers
+    and stores them once, so the parameter count does not grow with the repeat count.
     """
 
     input_bound: float = 4.0
@@ -51,6 +55,7 @@ class CompileConfig:
     ln_eps: float = 1e-5
     schedule: str = "packed"
     dtype: DType = "float64"
+    form: str = "stacked"
 
     def __post_init__(self) -> None:
         if not self.input_bound > 0:
@@ -64,6 +69,8 @@ class CompileConfig:
             raise ValueError("mul_scale must be <= 0.25 (the GeLU series bound needs |z| <= 1)")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.form not in FORMS:
+            raise ValueError(f"form must be one of {FORMS}, got {self.form!r}")
         torch_dtype(self.dtype)
 
     @classmethod

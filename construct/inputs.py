@@ -13,7 +13,8 @@ class InputError(ValueError):
     """Model input that the compiled weights are not valid for."""
 
 
-def validate_tokens(tokens: torch.Tensor, d: int, bound: float, n_ctx: int) -> None:
+def validate_tokens(tokens: torch.Tensor, d: int, bound: float, n_ctx: int,
+                    prior_column: bool = False) -> None:
     if not isinstance(tokens, torch.Tensor):
         raise InputError(f"tokens must be a torch tensor, got {type(tokens).__name__}")
     if tokens.dim() < 2 or tokens.shape[-1] != d + 1:
@@ -35,9 +36,15 @@ def validate_tokens(tokens: torch.Tensor, d: int, bound: float, n_ctx: int) -> N
         raise InputError(f"input entry {peak:.6g} at index {where} exceeds the declared bound "
                          f"{bound:g}; the error bounds do not hold there (compile with a larger "
                          "--bound)")
+    first = 1 if prior_column else 0
+    if prior_column and (tokens[..., 0, :] != 0).any():
+        raise InputError("the prior column (position 0) must be a zero token; its content "
+                         "comes from the weights")
     layout = torch.zeros_like(tokens, dtype=torch.bool)
-    layout[..., 0::2, 0] = True  # x-tokens carry no label
-    layout[..., 1::2, 1:] = True  # y-tokens carry no features
+    layout[..., first::2, 0] = True  # x-tokens carry no label
+    layout[..., first + 1::2, 1:] = True  # y-tokens carry no features
     if (tokens[layout] != 0).any():
-        raise InputError("tokens break the interleaved layout: x-tokens (even positions) must "
-                         "be [0, x] and y-tokens (odd positions) [y, 0]")
+        parity = ("odd", "even") if prior_column else ("even", "odd")
+        raise InputError(f"tokens break the interleaved layout: x-tokens ({parity[0]} "
+                         f"positions) must be [0, x] and y-tokens ({parity[1]} positions) "
+                         "[y, 0]")

@@ -24,9 +24,11 @@ from construct.program import (Aff, Div, Fixed, Matrix, MeanOf, Mov, Mul, Op, Pr
 Array = Any  # numpy array (float or object) or torch tensor
 
 
-def column_kinds(n_tokens: int) -> tuple[str, ...]:
-    """Kinds of the interleaved layout ``x1 y1 x2 y2 ... x_q``: even columns x, odd y."""
-    return tuple("x" if t % 2 == 0 else "y" for t in range(n_tokens))
+def column_kinds(n_tokens: int, prior_column: bool = False) -> tuple[str, ...]:
+    """Kinds of the interleaved layout ``[p] x1 y1 x2 y2 ... x_q`` (``p``: the prior column)."""
+    offset = 1 if prior_column else 0
+    return tuple("p" if t < offset else ("x" if (t - offset) % 2 == 0 else "y")
+                 for t in range(n_tokens))
 
 
 def read_targets(read: Prev | Fixed, kinds: tuple[str, ...]) -> tuple[int, ...]:
@@ -92,7 +94,10 @@ class _Backend:
 
 @dataclasses.dataclass(frozen=True)
 class Trace:
-    """States after every op: ``states[0]`` is the embedded input, ``states[i + 1]`` follows op i."""
+    """States after every op: ``states[0]`` is the embedded input, ``states[i + 1]`` follows op i.
+
+    ``program`` is the program that ran, its loop unrolled (op indices count every iteration).
+    """
 
     program: Program
     states: tuple[dict[str, Array], ...]
@@ -105,11 +110,15 @@ class Trace:
     def prediction(self) -> Array:
         """The output slot at every x-token column, ``[..., n_x]``."""
         out = self.final[self.program.output][..., 0]
-        return out[..., 0::2]
+        return out[..., self.program.first_x_column::2]
 
 
 def initial_state(program: Program, tokens: Array) -> dict[str, Array]:
-    """Embed tokens ``[..., T, d + 1]``: row 0 is the label, rows 1..d the features."""
+    """Embed tokens ``[..., T, d + 1]``: row 0 is the label, rows 1..d the features.
+
+    With a prior column, column 0's token is ignored (it is zero by contract) and the slots
+    with a prior value hold it there.
+    """
     if tokens.shape[-1] != program.d + 1:
         raise ValueError(f"tokens have {tokens.shape[-1]} entries, program {program.name!r} "
                          f"needs d + 1 = {program.d + 1}")
@@ -118,6 +127,12 @@ def initial_state(program: Program, tokens: Array) -> dict[str, Array]:
     state = {s.name: backend.zeros(lead + (s.size,)) for s in program.slots}
     state[program.y_slot] = tokens[..., 0:1]
     state[program.x_slot] = tokens[..., 1:]
+    if program.prior:
+        n_tokens = tokens.shape[-2]
+        for name, values in program.prior:
+            column = [[Fraction(1) if t == 0 else Fraction(0)] for t in range(n_tokens)]
+            # [T, 1] @ [1, size]: the prior value in column 0, zeros elsewhere, any backend.
+            state[name] = state[name] + backend.constant(column) @ backend.constant([values])
     return state
 
 
@@ -144,8 +159,9 @@ def apply_op(op: Op, state: dict[str, Array], kinds: tuple[str, ...]) -> Array:
 
 
 def run(program: Program, tokens: Array) -> Trace:
-    """Run every op in order and keep the state after each."""
-    kinds = column_kinds(tokens.shape[-2])
+    """Run every op in order (a loop unrolled) and keep the state after each."""
+    program = program.unrolled()
+    kinds = program.column_kinds(tokens.shape[-2])
     state = initial_state(program, tokens)
     states = [dict(state)]
     min_divisors: list[float | None] = []
@@ -163,14 +179,15 @@ def _smallest_divisor(op: Op, state: dict[str, Array]) -> float | None:
     return float(abs(state[op.den]).min())
 
 
-def symbolic_tokens(d: int, n_tokens: int) -> np.ndarray:
+def symbolic_tokens(d: int, n_tokens: int, prior_column: bool = False) -> np.ndarray:
     """Tokens of symbols ``x{i}_{k}`` at x columns and ``y{i}`` at y columns (exact zeros elsewhere)."""
     import sympy
 
     tokens = np.full((n_tokens, d + 1), sympy.Integer(0), dtype=object)
-    for t in range(n_tokens):
-        example = t // 2 + 1
-        if t % 2 == 0:
+    offset = 1 if prior_column else 0
+    for t in range(offset, n_tokens):
+        example = (t - offset) // 2 + 1
+        if (t - offset) % 2 == 0:
             for k in range(d):
                 tokens[t, k + 1] = sympy.Symbol(f"x{example}_{k + 1}", real=True)
         else:

@@ -5,7 +5,8 @@ rows 1..d, as in the paper; then the position rows; then, for models with LayerN
 row and the two pad rows; then the program's other slots.
 
 Slots whose lifetimes do not overlap share rows (interval colouring, first fit). A slot lives
-from the attention half of the layer that first writes it (an MLP op clears its destination
+from the attention half of the layer that first writes it (from the start for slots with a
+prior value, which the position table fills) (an MLP op clears its destination
 there) to the half of its last read; two slots may share rows when the first one's last read
 is no later than the second one's first write, because a half reads the state before it.
 """
@@ -47,7 +48,8 @@ class Layout:
 
 
 def lifetimes(program: Program, schedule: Schedule) -> dict[str, tuple[int, int]]:
-    spans: dict[str, list[int]] = {program.x_slot: [-1, -1], program.y_slot: [-1, -1]}
+    inputs = (program.x_slot, program.y_slot, *(name for name, _ in program.prior))
+    spans: dict[str, list[int]] = {name: [-1, -1] for name in inputs}
     for i, op in enumerate(program.ops):
         half = schedule.half_of[i]
         for name in op.reads:

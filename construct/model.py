@@ -19,7 +19,8 @@ from construct.inputs import validate_tokens
 
 @dataclasses.dataclass(frozen=True)
 class ForwardCache:
-    """``residuals[0]`` after embedding; then after each attention half and each MLP half."""
+    """``residuals[0]`` after embedding; then after each attention half and each MLP half of
+    every executed layer (a shared loop's layers count once per iteration)."""
 
     residuals: tuple[torch.Tensor, ...]
     output: torch.Tensor
@@ -69,13 +70,14 @@ class Transformer(nn.Module):
     def forward(self, tokens: torch.Tensor) -> ForwardCache:
         shape = self.shape
         if self.input_bound is not None:
-            validate_tokens(tokens, shape.d_in - 1, self.input_bound, shape.n_ctx)
+            validate_tokens(tokens, shape.d_in - 1, self.input_bound, shape.n_ctx,
+                            shape.prior_column)
         n_tokens = tokens.shape[-2]
         if n_tokens > shape.n_ctx:
             raise ValueError(f"sequence of {n_tokens} tokens is longer than n_ctx = {shape.n_ctx}")
         resid = tokens @ self.weight("embed.W_E") + self.weight("pos_embed.W_pos")[:n_tokens]
         residuals = [resid]
-        for l in range(shape.n_layers):
+        for l in shape.executed_blocks:  # a weight-shared loop runs its blocks again
             p = f"blocks.{l}."
             v = torch.einsum("...td,hde->...hte", resid, self.weight(p + "attn.W_V"))
             v = v + self.weight(p + "attn.b_V")[:, None, :]

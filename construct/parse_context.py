@@ -144,11 +144,12 @@ class Context:
 
     def program(self, slots: dict[str, Slot], ops: list[Op], op_tokens: list[Token], x: str,
                 y: str, output: str, groups: tuple[tuple[int, ...], ...] | None,
-                assumptions: tuple[tuple[int, Fraction], ...] = ()) -> Program:
+                assumptions: tuple[tuple[int, Fraction], ...] = (),
+                **extra: object) -> Program:
         try:
             return Program(name=self.name, d=self.d, slots=tuple(slots.values()),
                            ops=tuple(ops), x_slot=x, y_slot=y, output=output, groups=groups,
-                           assumptions=assumptions)
+                           assumptions=assumptions, **extra)
         except ProgramError as exc:
             # The program check found what the parser does not test itself (layer groups):
             # point at the op it names, else at the program statement.

@@ -11,8 +11,8 @@ from fractions import Fraction
 from construct.parse_context import Context, shape_problem, wrap
 from construct.parse_tokens import (Cursor, Token, describe, dims_text, entry_word, error,
                                     parse_product, parse_unary, scaled)
-from construct.program import (KINDS, Aff, Div, Fixed, Matrix, MeanOf, Mov, Mul, Op, Prev,
-                               Program, ProgramError, ReadMap, Slot, identity)
+from construct.program import (KINDS, Aff, Div, Fixed, Loop, Matrix, MeanOf, Mov, Mul, Op,
+                               Prev, Program, ProgramError, ReadMap, Slot, identity)
 
 
 class Native:
@@ -31,6 +31,10 @@ class Native:
         self.grouped = False  # set by a `||` or by `groups explicit`
         self.once: dict[str, tuple[Token, ...]] = {}  # input, output, groups: their tokens
         self.assumptions: list[tuple[int, Fraction]] = []  # (op index, bound), in file order
+        self.prior_column = False
+        self.prior: dict[str, tuple[Fraction, ...]] = {}
+        self.loop_open: tuple[Token, int, int] | None = None  # (repeat token, first op, times)
+        self.loop: Loop | None = None
 
     def statement(self, cur: Cursor) -> None:
         if cur.peek(1).text == "=":
@@ -43,6 +47,12 @@ class Native:
             return self.slot_statement(cur)
         if tok.text == "assume":
             return self.assume(cur)
+        if tok.text == "prior":
+            return self.prior_statement(cur)
+        if tok.text == "repeat":
+            return self.repeat(tok, cur)
+        if tok.text == "end":
+            return self.end_repeat(tok, cur)
         if tok.text == "groups":
             cur.expect("explicit", "after `groups`")
             self.grouped = True
@@ -71,6 +81,41 @@ class Native:
         except ProgramError as exc:
             raise error(tok, str(exc)) from None
         self.slot_lines[name.text] = name.line
+
+    def prior_statement(self, cur: Cursor) -> None:
+        """``prior column`` or ``prior SLOT [v, ...]`` (the slot's value in the prior column)."""
+        if cur.peek().text == "column" and cur.peek(1).kind == "end":  # else a slot `column`
+            cur.next()
+            self.prior_column = True
+            return
+        slot = self.slot(cur.name("`column` or a slot name"))
+        if slot.text in self.prior:
+            raise error(slot, f"slot {slot.text!r} already has a prior value")
+        tok = cur.peek()
+        matrix = self.ctx.literal(cur)
+        cur.finish("the prior value")
+        if len(matrix[0]) != 1 or len(matrix) != self.size(slot.text):
+            raise error(tok, f"prior value must be a flat list of {self.size(slot.text)} "
+                             f"entries for {self.show(slot.text)}, got {dims_text(matrix)}")
+        self.prior_column = True
+        self.prior[slot.text] = tuple(row[0] for row in matrix)
+
+    def repeat(self, tok: Token, cur: Cursor) -> None:
+        if self.loop_open is not None or self.loop is not None:
+            raise error(tok, "a program holds at most one `repeat` block")
+        times = self.ctx.integer(cur, "the repeat count", 1)
+        cur.finish("`repeat N`")
+        self.loop_open = (tok, len(self.ops), times)
+
+    def end_repeat(self, tok: Token, cur: Cursor) -> None:
+        cur.expect("repeat", "after `end`")
+        cur.finish("`end repeat`")
+        if self.loop_open is None:
+            raise error(tok, "`end repeat` without `repeat`")
+        start_tok, start, times = self.loop_open
+        if start == len(self.ops):
+            raise error(start_tok, "the repeat block holds no op")
+        self.loop, self.loop_open = Loop(start, len(self.ops), times), None
 
     def assume(self, cur: Cursor) -> None:
         """``assume |SLOT| <= EXPR``: a bound on what the last op so far wrote into SLOT."""
@@ -209,6 +254,8 @@ class Native:
 
     def build(self) -> Program:
         ctx = self.ctx
+        if self.loop_open is not None:
+            raise error(self.loop_open[0], "`repeat` without `end repeat`")
         for statement in ("input", "output"):
             if statement not in self.once:
                 raise error(ctx.head, f"missing `{statement}` statement")
@@ -222,7 +269,7 @@ class Native:
             raise error(y, "the x and y inputs must be different slots")
         if self.size(output.text) != 1:
             raise error(output, f"output slot {self.show(output.text)} must be a scalar")
-        written = {x.text, y.text}
+        written = {x.text, y.text, *self.prior}
         for op, reads in zip(self.ops, self.reads):
             for tok in reads:
                 if tok.text not in written:
@@ -234,7 +281,8 @@ class Native:
         # Canonical order, as the printer writes them: by op index, file order within an op.
         assumptions = tuple(sorted(self.assumptions, key=lambda pair: pair[0]))
         return ctx.program(self.slots, self.ops, self.op_tokens, x.text, y.text, output.text,
-                           groups, assumptions)
+                           groups, assumptions, prior_column=self.prior_column,
+                           prior=tuple(self.prior.items()), loop=self.loop)
 
 
 _READ_MAPS = "prev, self, back K, col K or mean x|y"

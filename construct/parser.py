@@ -24,6 +24,9 @@ Native style (what ``construct.printer`` writes)::
                                   COEF: a matrix [[..], ..] or a product-level expression s
                                   meaning s * I (put sums in parentheses: + separates terms)
     OP || OP || ...               ops on one line form one layer group (Program.groups)
+    prior column                  the sequence starts with a prior column (zero token)
+    prior SLOT [v, ...]           SLOT's value in the prior column (implies `prior column`)
+    repeat N ... end repeat       the ops between form a loop body run N times
     assume |SLOT| <= EXPR         a declared bound (Program.assumptions): every entry of what
                                   the last op so far (in file order) wrote into SLOT is at most
                                   EXPR > 0 in magnitude; `≤` is accepted for `<=`
@@ -105,5 +108,6 @@ def statement_style(tokens: list[Token]) -> str | None:
         return "paper"
     if first.text == "output":
         return "paper" if second.text == "(" else "native"
-    return "native" if first.text in ("slot", "input", "groups", "assume") else None
+    return ("native" if first.text in ("slot", "input", "groups", "assume", "prior", "repeat",
+                                       "end") else None)
 

@@ -1,7 +1,9 @@
 """Position codes: the rows every model carries and the query/key weights of each read map.
 
 Rows (from the position table ``W_pos``): ``pos = t / n_ctx``, ``pos2 = (t / n_ctx)^2``,
-``one = 1``, ``is_x``, ``is_y`` (the kind of column ``t`` in the interleaved layout).
+``one = 1``, ``is_x``, ``is_y`` (the kind of column ``t`` in the interleaved layout; both are
+0 in a prior column). A program's prior values (``Program.prior``) sit in row 0 of the table,
+in their slots' rows: the prior column's content comes from the weights, never from the data.
 
 A point read sends column ``t`` to column ``tau(t)``. Its head uses ``d_head = 2``:
 
@@ -23,19 +25,22 @@ from __future__ import annotations
 import numpy as np
 
 from construct.layout import Layout
-from construct.program import Fixed, MeanOf, Prev, ReadMap
+from construct.program import Fixed, MeanOf, Prev, Program, ReadMap
 
 
-def position_table(layout: Layout, n_ctx: int) -> np.ndarray:
-    """``W_pos`` ``[n_ctx, d_model]``: the position rows; every other entry zero."""
+def position_table(program: Program, layout: Layout, n_ctx: int) -> np.ndarray:
+    """``W_pos`` ``[n_ctx, d_model]``: the position rows and the prior values; zeros elsewhere."""
     table = np.zeros((n_ctx, layout.d_model))
     t = np.arange(n_ctx)
     rows = layout.fixed
+    kinds = np.array(program.column_kinds(n_ctx))
     table[:, rows["pos"]] = t / n_ctx
     table[:, rows["pos2"]] = (t / n_ctx) ** 2
     table[:, rows["one"]] = 1.0
-    table[:, rows["is_x"]] = (t % 2 == 0)
-    table[:, rows["is_y"]] = (t % 2 == 1)
+    table[:, rows["is_x"]] = kinds == "x"
+    table[:, rows["is_y"]] = kinds == "y"
+    for name, values in program.prior:
+        table[0, list(layout.rows(name))] = [float(v) for v in values]
     return table
 
 

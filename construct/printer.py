@@ -22,6 +22,9 @@ Example::
     xy = mov x prev on y
     p = mul xy x 1x2x1
     assume |p| <= 8
+
+A prior column is ``prior column``, a slot's value there ``prior SLOT [v, ...]``; a loop body
+sits between ``repeat N`` and ``end repeat``.
 """
 from __future__ import annotations
 
@@ -37,18 +40,27 @@ def program_text(program: Program) -> str:
     lines = [f"program {_name_text(program.name)}", f"d {program.d}"]
     lines += [f"slot {slot.name} {_shape_text(slot)}" for slot in program.slots]
     lines += [f"input {program.x_slot} {program.y_slot}", f"output {program.output}"]
+    if program.prior_column:
+        lines.append("prior column")
+    lines += [f"prior {name} [{', '.join(number_text(v) for v in values)}]"
+              for name, values in program.prior]
     bounds: dict[int, list[str]] = {}
     for index, bound in program.assumptions:
         bounds.setdefault(index, []).append(assumption_text(program.ops[index], bound))
+    loop = program.loop
     if program.groups is None:
-        for index, op in enumerate(program.ops):
-            lines += [op_text(op), *bounds.get(index, ())]
+        units = [(index,) for index in range(len(program.ops))]
     else:
         lines.append("groups explicit")
-        for group in program.groups:
-            # No two ops of one group write one slot, so each bound still names its own op.
-            lines.append(" || ".join(op_text(program.ops[i]) for i in group))
-            lines += [text for i in group for text in bounds.get(i, ())]
+        units = list(program.groups)
+    for unit in units:
+        if loop is not None and unit[0] == loop.start:
+            lines.append(loop.text())
+        # No two ops of one group write one slot, so each bound still names its own op.
+        lines.append(" || ".join(op_text(program.ops[i]) for i in unit))
+        lines += [text for i in unit for text in bounds.get(i, ())]
+        if loop is not None and unit[-1] == loop.stop - 1:
+            lines.append("end repeat")
     return "\n".join(lines) + "\n"
 
 

@@ -26,6 +26,7 @@ from typing import Literal, Union
 
 Kind = Literal["x", "y"]
 KINDS: tuple[str, ...] = ("x", "y")
+PRIOR_KIND = "p"  # the kind of the optional prior column 0; no read map selects it
 Matrix = tuple[tuple[Fraction, ...], ...]
 
 
@@ -199,6 +200,34 @@ Op = Union[Mov, Mul, Div, Aff]
 
 
 @dataclasses.dataclass(frozen=True)
+class Loop:
+    """Ops ``start .. stop - 1`` run ``times`` times in a row (the body of a weight-shared stage).
+
+    The meaning is the unrolled program (``Program.unrolled``); the loop only records that the
+    stages are identical, so a compiler may store one stage's weights and run them ``times``
+    times (``CompileConfig.form == "shared"``).
+    """
+
+    start: int
+    stop: int
+    times: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.start < self.stop:
+            raise ProgramError(f"loop must hold at least one op, got ops {self.start + 1}.."
+                               f"{self.stop}")
+        if self.times < 1:
+            raise ProgramError(f"a loop runs at least once, got {self.times} times")
+
+    @property
+    def length(self) -> int:
+        return self.stop - self.start
+
+    def text(self) -> str:
+        return f"repeat {self.times}"
+
+
+@dataclasses.dataclass(frozen=True)
 class Program:
     """A checked RAW program.
 
@@ -209,6 +238,11 @@ class Program:
     most ``b`` in magnitude. They tighten the interval bounds the lowering scales by (a theorem
     about the algorithm that intervals cannot see, e.g. ``||(lam I + x x^T)^-1|| <= 1/lam``);
     the verifier checks each one on every task and fails when one is broken.
+
+    ``prior_column``: the sequence starts with a prior column (column 0, kind ``p``) whose
+    token is all zeros; ``prior`` gives slots their value in that column (``A0^-1 = I/lam``,
+    ``w0``): in the compiled model these come from ``W_pos[0]``, never from the data. Every
+    other column starts with those slots at zero. ``loop`` marks a repeated stage.
     """
 
     name: str
@@ -220,6 +254,9 @@ class Program:
     output: str
     groups: tuple[tuple[int, ...], ...] | None = None
     assumptions: tuple[tuple[int, Fraction], ...] = ()
+    prior_column: bool = False
+    prior: tuple[tuple[str, tuple[Fraction, ...]], ...] = ()
+    loop: Loop | None = None
 
     def __post_init__(self) -> None:
         from construct import check  # local: check imports this module
@@ -240,3 +277,40 @@ class Program:
         from construct import printer
 
         return printer.program_text(self)
+
+    @property
+    def first_x_column(self) -> int:
+        """Column of the first x-token: 1 after a prior column, else 0."""
+        return 1 if self.prior_column else 0
+
+    def column_kinds(self, n_tokens: int) -> tuple[str, ...]:
+        """Kind of every column: ``[p] x y x y ... x``."""
+        offset = self.first_x_column
+        return tuple(PRIOR_KIND if t < offset else ("x" if (t - offset) % 2 == 0 else "y")
+                     for t in range(n_tokens))
+
+    def unrolled(self) -> Program:
+        """The same program with its loop written out (ops, groups and bounds repeated)."""
+        if self.loop is None:
+            return self
+        start, stop, times = self.loop.start, self.loop.stop, self.loop.times
+        length = stop - start
+        ops = self.ops[:start] + self.ops[start:stop] * times + self.ops[stop:]
+
+        def copy(i: int, j: int) -> int:
+            """Index of op ``i`` of the rolled program in iteration ``j`` of the unrolled one."""
+            if i < start:
+                return i
+            return start + j * length + (i - start) if i < stop else i + (times - 1) * length
+
+        def iterations(i: int) -> range:
+            return range(times) if start <= i < stop else range(1)
+
+        assumptions = tuple(sorted(((copy(i, j), b) for i, b in self.assumptions
+                                    for j in iterations(i)), key=lambda pair: pair[0]))
+        groups = None
+        if self.groups is not None:
+            groups = tuple(tuple(copy(i, j) for i in group)
+                           for group in self.groups for j in iterations(group[0]))
+        return dataclasses.replace(self, ops=ops, groups=groups, assumptions=assumptions,
+                                   loop=None)

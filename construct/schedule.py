@@ -16,6 +16,8 @@ state before that half (Lemma 7), so:
 
 ``packed`` places each op at its earliest legal half (as soon as possible); ``sequential``
 gives each op a layer of its own; explicit ``Program.groups`` are checked, never moved.
+``barriers`` (op indices) start a fresh layer that no later op may precede: the iterations of
+a weight-shared loop each begin at one, so every iteration gets the same relative schedule.
 """
 from __future__ import annotations
 
@@ -53,8 +55,10 @@ def _mlp_mode(op: Op, den_version: dict[int, tuple[str, int | None]], i: int) ->
     return ("div", den_version[i]) if isinstance(op, Div) else "mul"
 
 
-def build_schedule(program: Program, mode: str = "packed") -> Schedule:
+def build_schedule(program: Program, mode: str = "packed",
+                   barriers: frozenset[int] = frozenset()) -> Schedule:
     uses_ln = any(isinstance(op, Div) for op in program.ops)
+    floor = 0
     last_write: dict[str, int] = {}
     last_read: dict[str, int] = {}
     den_version: dict[int, tuple[str, int | None]] = {}
@@ -65,10 +69,12 @@ def build_schedule(program: Program, mode: str = "packed") -> Schedule:
         mlp = is_mlp_op(op)
         if isinstance(op, Div):
             den_version[i] = (op.den, last_write.get(op.den))
+        if i in barriers and half_of:
+            floor = 2 * (max(half_of) // 2 + 1)
         if mode == "sequential":
             earliest = 2 * i
         else:
-            earliest = 0
+            earliest = floor
             for name in op.reads:
                 if name in last_write:
                     earliest = max(earliest, half_of[last_write[name]] + 1)

@@ -27,8 +27,10 @@ from construct.assemble import CompiledModel, compile_program
 from construct.config import torch_dtype
 from construct.inputs import validate_tokens
 from construct.model import Transformer, decode
+from verify import metrics
+from verify.report import format_report
 from verify.propagate import propagated_bounds
-from verify.solvers import closed_form_prediction
+from verify.solvers import checked_prefixes, closed_form_prediction
 from verify.tasks import make_tasks
 
 REFERENCE_TOLERANCE = 1e-10
@@ -75,45 +77,81 @@ def _slot_reference(compiled: CompiledModel, layer: int) -> dict[str, int]:
     """For each slot live after ``layer``: the op whose result it holds (-1: the input)."""
     program, schedule = compiled.program, compiled.schedule
     out = {}
+    inputs = (program.x_slot, program.y_slot, *(name for name, _ in program.prior))
     for name in compiled.layout.slots:
         if not compiled.layout.live_after_layer(name, layer):
             continue
         writers = [i for i, op in enumerate(program.ops)
                    if op.dst == name and schedule.layer_of(i) <= layer]
-        if writers or name in (program.x_slot, program.y_slot):
+        if writers or name in inputs:
             out[name] = max(writers, default=-1)
     return out
+
+
+def rolled_index(compiled: CompiledModel, index: int) -> int:
+    """The op of the program as written that unrolled op ``index`` is an iteration of."""
+    loop = compiled.source_program.loop
+    if loop is None or index < loop.start:
+        return index
+    if index < loop.start + loop.times * loop.length:
+        return loop.start + (index - loop.start) % loop.length
+    return index - (loop.times - 1) * loop.length
+
+
+def _check_halves(compiled: CompiledModel, cache, kinds: tuple[str, ...], dtype: str,
+                  stats: dict[int, ErrorStat]) -> None:
+    """Every op against the interpreter applied to the compiled model's own input state.
+
+    This isolates each lowered op's error from the errors it inherits: the bound is the op's
+    own error model, so it stays tight however deep the program (the propagated bounds of
+    long recursions such as stacked Sherman–Morrison may be vacuous)."""
+    program, layout = compiled.program, compiled.layout
+    for layer_index, layer in enumerate(compiled.schedule.layers):
+        for half, ops in ((0, layer.attn), (1, layer.mlp)):
+            before = cache.residuals[2 * layer_index + half]
+            after = cache.residuals[2 * layer_index + half + 1]
+            for i in ops:
+                op = program.ops[i]
+                state = {name: decode(before, layout.rows(name)).double()
+                         for name in {*op.reads, op.dst}}
+                exact = interpreter.apply_op(op, state, kinds)
+                key = rolled_index(compiled, i)
+                if key not in stats:
+                    source = compiled.source_program.ops[key]
+                    stats[key] = ErrorStat(f"op {key + 1} {type(source).__name__.lower()} -> "
+                                           f"{source.dst} (own error)", 0.0)
+                stats[key].bound = max(stats[key].bound, compiled.errors[i].total(dtype))
+                stats[key].update(decode(after, layout.rows(op.dst)), exact)
 
 
 def verify_model(compiled: CompiledModel, model: Transformer, algorithm: str,
                  params: dict[str, object], *, dtype: str, device: torch.device, trials: int,
                  seed: int, batch: int = 4096, noise: float = 0.0, scale: float = 1.0,
-                 progress: bool = False) -> dict[str, object]:
+                 progress: bool = False, metric_tasks: int = 32) -> dict[str, object]:
     """Run ``trials`` tasks and return the report (rows of ``ErrorStat.row``)."""
     program, config = compiled.program, compiled.config
+    n_examples = int(params.get("n", 1))
+    prefixes = checked_prefixes(algorithm, n_examples)
     bounds = propagated_bounds(compiled, dtype)
     input_error = config.input_bound * (2.0 ** -24 if dtype == "float32" else 2.0 ** -53)
     stats: dict[tuple[int, str], ErrorStat] = {}
+    local: dict[int, ErrorStat] = {}
     end_interp = ErrorStat("end-to-end: compiled vs interpreter", bounds[-1][program.output])
     reference = ErrorStat("closed form vs interpreter (float64)", 0.0)
     end_closed = ErrorStat("end-to-end: compiled vs closed form", 0.0)
+    per_prefix = [ErrorStat(f"prefix {k}: compiled vs closed form", 0.0) for k in prefixes]
+    references = metrics.reference_learners(algorithm, params, program.d)
+    spd_sums = {r.name: torch.zeros(n_examples + 1, dtype=torch.float64) for r in references}
     started, done = time.perf_counter(), 0
     while done < trials:
         n = min(batch, trials - done)
         tasks = make_tasks(program.d, n, config.input_bound, seed + done, scale=scale,
-                           noise=noise, device=device)
-        validate_tokens(tasks.tokens, program.d, config.input_bound, config.n_ctx)
+                           noise=noise, device=device, n_examples=n_examples,
+                           prior_column=program.prior_column)
+        validate_tokens(tasks.tokens, program.d, config.input_bound, config.n_ctx,
+                        program.prior_column)
         trace = interpreter.run(program, tasks.tokens)
-        for index, declared in program.assumptions:
-            peak = float(trace.states[index + 1][program.ops[index].dst].abs().max())
-            if peak > float(declared):
-                raise AssumptionError(
-                    f"op {index + 1} declares |{program.ops[index].dst}| <= {declared} but the "
-                    f"interpreter reached {peak:.6g}; the error bounds built on it do not hold")
-        for index, smallest in enumerate(trace.min_divisors):
-            if smallest is not None and smallest < float(program.ops[index].min_abs):
-                raise AssumptionError(f"op {index + 1}: |divisor| reached {smallest:.3g}, below its "
-                                 f"declared bound {program.ops[index].min_abs}")
+        _check_declared_bounds(program, trace)
         cache = model(tasks.tokens.to(torch_dtype(dtype)))
         for layer in range(compiled.schedule.n_layers):
             resid = cache.after_layer(layer)
@@ -124,24 +162,91 @@ def verify_model(compiled: CompiledModel, model: Transformer, algorithm: str,
                     stats[key] = ErrorStat(f"layer {layer} {name}", bound)
                 stats[key].update(decode(resid, compiled.layout.rows(name)),
                                   trace.states[writer + 1][name])
-        exact = trace.final[program.output][:, 2, 0]
+        _check_halves(compiled, cache, program.column_kinds(tasks.tokens.shape[-2]), dtype,
+                      local)
+        columns = [program.first_x_column + 2 * k for k in prefixes]
+        exact = trace.final[program.output][:, columns, 0]
         closed = closed_form_prediction(algorithm, params, tasks)
-        prediction = cache.output[:, 2, 0]
+        prediction = cache.output[:, columns, 0]
         end_interp.update(prediction, exact)
         reference.update(exact, closed)
         end_closed.update(prediction, closed)
+        for j, stat in enumerate(per_prefix):
+            stat.update(prediction[:, j], closed[:, j])
+        if len(prefixes) == n_examples + 1:
+            for r in references:
+                spd_sums[r.name] += metrics.spd(prediction, r.predict(tasks.xs, tasks.ys),
+                                                program.d).cpu() * n
         done += n
         if progress:
             _progress(done, trials, started)
     reference.bound = REFERENCE_TOLERANCE * max(reference.max_ref, 1.0)
     end_closed.bound = end_interp.bound + reference.bound
+    for stat in per_prefix:
+        stat.bound = end_closed.bound
     elapsed = time.perf_counter() - started
-    rows = [s.row() for s in stats.values()] + [end_interp.row(), reference.row(),
-                                                end_closed.row()]
-    return {"algorithm": algorithm, "params": {k: str(v) for k, v in params.items()},
-            "dtype": dtype, "device": str(device), "trials": trials, "seed": seed,
-            "seconds": elapsed, "tasks_per_second": trials / elapsed if elapsed else None,
-            "rows": rows, "ok": all(r["ok"] for r in rows)}
+    rows = ([s.row() for s in stats.values()] + [local[k].row() for k in sorted(local)]
+            + [end_interp.row(), reference.row(), end_closed.row()]
+            + [s.row() for s in per_prefix])
+    report = {"algorithm": algorithm, "params": {k: str(v) for k, v in params.items()},
+              "dtype": dtype, "device": str(device), "trials": trials, "seed": seed,
+              "seconds": elapsed, "tasks_per_second": trials / elapsed if elapsed else None,
+              "rows": rows, "ok": all(r["ok"] for r in rows)}
+    if len(prefixes) == n_examples + 1:
+        report["metrics"] = agreement(compiled, model, algorithm, references,
+                                      {k: v / trials for k, v in spd_sums.items()}, dtype,
+                                      device, seed, metric_tasks)
+        report["ok"] = report["ok"] and report["metrics"]["nearest_is_own"]
+    return report
+
+
+def _check_declared_bounds(program, trace) -> None:
+    for index, declared in program.assumptions:
+        peak = float(trace.states[index + 1][program.ops[index].dst].abs().max())
+        if peak > float(declared):
+            raise AssumptionError(
+                f"op {index + 1} declares |{program.ops[index].dst}| <= {declared} but the "
+                f"interpreter reached {peak:.6g}; the error bounds built on it do not hold")
+    for index, smallest in enumerate(trace.min_divisors):
+        if smallest is not None and smallest < float(program.ops[index].min_abs):
+            raise AssumptionError(f"op {index + 1}: |divisor| reached {smallest:.3g}, below "
+                                  f"its declared bound {program.ops[index].min_abs}")
+
+
+def agreement(compiled: CompiledModel, model: Transformer, algorithm: str,
+              references: list, spd_by_reference: dict[str, torch.Tensor], dtype: str,
+              device: torch.device, seed: int, n_tasks: int) -> dict[str, object]:
+    """SPD (all trials), MSPD and ILWD with R^2 (``n_tasks`` tasks, ``d + 4`` probes) of the
+    compiled model against every reference learner, per prefix, divided by d."""
+    program, config = compiled.program, compiled.config
+    d, n_examples = program.d, next(iter(spd_by_reference.values())).shape[0] - 1
+    tasks = make_tasks(d, n_tasks, config.input_bound, seed + 10 ** 6, n_examples=n_examples,
+                       device=device)
+    probes = make_tasks(d, n_tasks * (d + 4), config.input_bound, seed + 2 * 10 ** 6,
+                        device=device).x.reshape(n_tasks, d + 4, d)
+
+    def predict_at_end(tokens: torch.Tensor) -> torch.Tensor:
+        return model(tokens.to(torch_dtype(dtype))).output[:, -1, 0]
+
+    ilwd = {r.name: [] for r in references}
+    r2 = []
+    for k in range(n_examples + 1):
+        weights, fit = metrics.implicit_weights(predict_at_end, tasks.xs, tasks.ys, k, probes,
+                                                program.prior_column)
+        r2.append(float(fit.min()))
+        for r in references:
+            other = metrics.reference_weights(r, tasks.xs, tasks.ys, k, probes)
+            ilwd[r.name].append(float(((weights - other) ** 2).sum(-1).mean()) / d)
+    means = {name: float(v.mean()) for name, v in spd_by_reference.items()}
+    ranked = sorted(means, key=means.get)
+    own = metrics.own_reference(algorithm)
+    own_name = next((r.name for r in references if r.algorithm == own), None)
+    margin = means[ranked[1]] / max(means[ranked[0]], 1e-300)
+    return {"spd": {name: v.tolist() for name, v in spd_by_reference.items()},
+            "mspd": {name: metrics.mspd(v, d) for name, v in spd_by_reference.items()},
+            "spd_mean": means, "ilwd": ilwd, "r2_min": r2, "nearest": ranked[0],
+            "own": own_name, "margin": margin,
+            "nearest_is_own": own_name is None or ranked[0] == own_name}
 
 
 def _progress(done: int, total: int, started: float) -> None:
@@ -150,36 +255,6 @@ def _progress(done: int, total: int, started: float) -> None:
     rate = done / max(time.perf_counter() - started, 1e-9)
     print(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} tasks "
           f"({rate:,.0f}/s)", end="" if done < total else "\n", file=sys.stderr, flush=True)
-
-
-def format_report(report: dict[str, object]) -> str:
-    head = (f"{'check':<44} {'max abs':>10} {'mean abs':>10} {'max rel':>10} "
-            f"{'mean rel':>10} {'bound':>10}  ok")
-    lines = [f"rawc verify: {report['algorithm']} "
-             f"({', '.join(f'{k}={v}' for k, v in report['params'].items())}), "
-             f"{report['trials']} tasks, {report['dtype']} on {report['device']}, "
-             f"{report['seconds']:.2f} s", head, "-" * len(head)]
-    for row in report["rows"]:
-        lines.append(f"{row['check']:<44} {row['max_abs']:>10.3g} {row['mean_abs']:>10.3g} "
-                     f"{row['max_rel']:>10.3g} {row['mean_rel']:>10.3g} {row['bound']:>10.3g}  "
-                     f"{_verdict(row)}")
-    unbounded = sum(row["bound"] == float("inf") for row in report["rows"])
-    if not report["ok"]:
-        lines.append("result: FAIL: an observed error exceeds its bound")
-    elif unbounded:
-        lines.append(f"result: PASS, but {unbounded} checks have no finite bound (an error may "
-                     "reach a divisor's declared minimum); constants tuned for another dtype?")
-    else:
-        lines.append("result: PASS: every observed error is within its bound")
-    return "\n".join(lines)
-
-
-def _verdict(row: dict[str, object]) -> str:
-    if not row["ok"]:
-        return "NO"
-    # An infinite propagated bound (an earlier error may reach a divisor's declared minimum)
-    # is passed but says nothing; show it rather than a bare "yes".
-    return "yes" if row["bound"] != float("inf") else "yes (no finite bound)"
 
 
 def _device(choice: str) -> torch.device:
@@ -210,6 +285,7 @@ def main(args: argparse.Namespace) -> int:
     report = verify_model(compiled, model, algorithm["name"], algorithm["params"],
                           dtype=args.dtype, device=device, trials=args.trials, seed=args.seed,
                           batch=args.batch, noise=args.noise, scale=args.scale,
-                          progress=not args.json and args.trials > args.batch)
+                          progress=not args.json and args.trials > args.batch,
+                          metric_tasks=args.metric_tasks)
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0 if report["ok"] else 1
