@@ -37,7 +37,7 @@ class Algorithm:
     parameters: tuple[Parameter, ...]
     build: Callable[..., Program]
     listing: Callable[..., Program] | None = None
-    positive_lam: bool = False
+    lam_rule: str = "any"  # "any", ">= 0" or "> 0"
 
     def resolve(self, **given: object) -> dict[str, object]:
         """Every parameter's value: given ones checked, the others defaulted."""
@@ -52,9 +52,10 @@ class Algorithm:
         if int(values["d"]) < 1:
             raise ProgramError(f"d must be >= 1, got {values['d']}")
         lam = to_fraction(values["lam"]) if "lam" in values else None
-        if lam is not None and (lam < 0 or (lam == 0 and self.positive_lam)):
-            need = "> 0" if self.positive_lam else ">= 0"
-            raise ProgramError(f"lam must be {need} for {self.name}, got {values['lam']}")
+        if lam is not None and ((self.lam_rule == "> 0" and lam <= 0)
+                                or (self.lam_rule == ">= 0" and lam < 0)):
+            raise ProgramError(f"lam must be {self.lam_rule} for {self.name}, got "
+                               f"{values['lam']}")
         if "n" in values and int(values["n"]) < 1:
             raise ProgramError(f"n (the number of exemplars) must be >= 1, got {values['n']}")
         return values
@@ -208,7 +209,7 @@ ALGORITHMS: dict[str, Algorithm] = {
         "one Sherman-Morrison ridge update on one exemplar (Theorem 2, O(d^2) width)",
         (Parameter("d", int, 2, "input dimension"),
          Parameter("lam", Fraction, Fraction(1, 2), "ridge penalty (> 0)")),
-        sherman_morrison_program, sherman_morrison_listing, positive_lam=True),
+        sherman_morrison_program, sherman_morrison_listing, lam_rule="> 0"),
     "sgd": Algorithm(
         "sgd", "one pass of SGD over n exemplars, predicting at every prefix (O(n) depth)",
         (Parameter("d", int, 2, "input dimension"),
@@ -216,14 +217,14 @@ ALGORITHMS: dict[str, Algorithm] = {
          Parameter("alpha", Fraction, Fraction(1, 100), "step size"),
          Parameter("lam", Fraction, Fraction(0), "ridge penalty"),
          Parameter("w0", list, None, "start weights (default (-1)^k/(k+1))")),
-        learners.sgd_program),
+        learners.sgd_program, lam_rule=">= 0"),
     "ridge": Algorithm(
         "ridge", "ridge regression at every prefix by n stacked Sherman-Morrison updates "
         "(O(d^2) width, O(n) depth)",
         (Parameter("d", int, 2, "input dimension"),
          Parameter("n", int, 4, "number of exemplars"),
          Parameter("lam", Fraction, Fraction(1, 2), "ridge penalty (> 0)")),
-        learners.ridge_program, positive_lam=True),
+        learners.ridge_program, lam_rule="> 0"),
     "gd-batch": Algorithm(
         "gd-batch", "one full-batch GD step (mean loss) on the exemplars before each query "
         "(constant depth)",
@@ -232,7 +233,7 @@ ALGORITHMS: dict[str, Algorithm] = {
          Parameter("alpha", Fraction, Fraction(1, 10), "step size"),
          Parameter("lam", Fraction, Fraction(0), "ridge penalty"),
          Parameter("w0", list, None, "start weights (default (-1)^k/(k+1))")),
-        learners.gd_batch_program),
+        learners.gd_batch_program, lam_rule=">= 0"),
 }
 
 

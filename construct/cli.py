@@ -24,7 +24,7 @@ typical use:
 
 def _algorithm_params(args: argparse.Namespace) -> dict[str, object]:
     params: dict[str, object] = {"d": args.d}
-    if args.n is not None:
+    if getattr(args, "n", None) is not None:
         params["n"] = args.n
     if args.alpha is not None:
         params["alpha"] = Fraction(args.alpha)

@@ -13,6 +13,7 @@ how much column ``t`` reads of column ``j``), so the same formula covers every r
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
 
@@ -158,8 +159,12 @@ def apply_op(op: Op, state: dict[str, Array], kinds: tuple[str, ...]) -> Array:
     raise TypeError(f"unknown operation {op!r}")
 
 
-def run(program: Program, tokens: Array) -> Trace:
-    """Run every op in order (a loop unrolled) and keep the state after each."""
+def run(program: Program, tokens: Array,
+        normalize: Callable[[Array], Array] | None = None) -> Trace:
+    """Run every op in order (a loop unrolled) and keep the state after each.
+
+    ``normalize`` rewrites each result before the next op reads it (exact symbolic runs keep
+    their rational functions in lowest terms this way, so deep programs stay small)."""
     program = program.unrolled()
     kinds = program.column_kinds(tokens.shape[-2])
     state = initial_state(program, tokens)
@@ -168,6 +173,8 @@ def run(program: Program, tokens: Array) -> Trace:
     for op in program.ops:
         state = dict(state)
         state[op.dst] = apply_op(op, state, kinds)
+        if normalize is not None:
+            state[op.dst] = normalize(state[op.dst])
         states.append(state)
         min_divisors.append(_smallest_divisor(op, states[-2]))
     return Trace(program, tuple(states), tuple(min_divisors))
