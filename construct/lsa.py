@@ -157,6 +157,19 @@ class LinearSelfAttention(torch.nn.Module):
                                               else value).to(dtype=dtype, device=device)
                         for name, value in weights.items()}
 
+    def block(self, resid: torch.Tensor, layer: int, momentum: bool = True) -> torch.Tensor:
+        """Block ``layer``'s attention output on ``resid`` (``momentum=False``: without MoAttn's
+        average even in a momentum model)."""
+        w, n_tokens = self.tensors, resid.shape[-2]
+        p = f"blocks.{layer}.attn."
+        q, k, v = (torch.einsum("...td,hde->...hte", resid, w[p + "W_" + c])
+                   + w[p + "b_" + c][:, None, :] for c in "QKV")
+        mask = context_mask(n_tokens, resid.dtype, resid.device)
+        z = (q @ k.transpose(-1, -2)) / self.shape.attn_scale * mask @ v
+        if momentum and self.shape.attn_kind == "linear-momentum":
+            z = z + momentum_matrix(n_tokens, self.momentum, resid.dtype, resid.device) @ v
+        return torch.einsum("...hte,hed->...td", z, w[p + "W_O"]) + w[p + "b_O"]
+
     @torch.no_grad()
     def forward(self, tokens: torch.Tensor) -> LSACache:
         w, shape = self.tensors, self.shape
@@ -164,19 +177,9 @@ class LinearSelfAttention(torch.nn.Module):
         if n_tokens > shape.n_ctx:
             raise ValueError(f"sequence of {n_tokens} tokens is longer than n_ctx = {shape.n_ctx}")
         resid = tokens @ w["embed.W_E"] + w["pos_embed.W_pos"][:n_tokens]
-        mask = context_mask(n_tokens, resid.dtype, resid.device)
-        moment = (momentum_matrix(n_tokens, self.momentum, resid.dtype, resid.device)
-                  if shape.attn_kind == "linear-momentum" else None)
         residuals, attention = [resid], []
         for l in range(shape.n_layers):
-            p = f"blocks.{l}.attn."
-            q, k, v = (torch.einsum("...td,hde->...hte", resid, w[p + "W_" + c])
-                       + w[p + "b_" + c][:, None, :] for c in "QKV")
-            scores = (q @ k.transpose(-1, -2)) / shape.attn_scale * mask
-            z = scores @ v
-            if moment is not None:
-                z = z + moment @ v
-            attn = torch.einsum("...hte,hed->...td", z, w[p + "W_O"]) + w[p + "b_O"]
+            attn = self.block(resid, l)
             resid = resid + attn
             residuals.append(resid)
             attention.append(attn)
