@@ -192,6 +192,8 @@ def report(result: TrainResult, spd_tol: float, g_tol: float) -> str:
 def main(args: argparse.Namespace) -> int:
     device = args.device if args.device != "auto" else (
         "cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cpu":  # small matrices: extra threads only contend on a busy CPU
+        torch.set_num_threads(1)
     sigma = None if args.sigma is None else tuple(float(v) for v in args.sigma.split(","))
     if sigma is not None and len(sigma) != args.d:
         raise ValueError(f"--sigma has {len(sigma)} entries, d = {args.d}")
