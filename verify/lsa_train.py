@@ -152,8 +152,11 @@ def evaluate(config: TrainConfig, w_kq: np.ndarray, w_pv: np.ndarray, seconds: f
     gamma = config.optimal_gamma()
     return TrainResult(config, w_kq, w_pv, seconds, final_loss,
                        float(((preds[0] - y_q) ** 2).mean()), float(((preds[1] - y_q) ** 2).mean()),
+                       # with w ~ N(0, Sigma^-1), whitening makes the risk that of Sigma = I
                        one_step_risk(config.sigma_matrix(), gamma, config.n, config.noise ** 2)
-                       if config.prior == "identity" else float("nan"),
+                       if config.prior == "identity" else
+                       one_step_risk(np.eye(config.d), gamma @ config.sigma_matrix(), config.n,
+                                     config.noise ** 2),
                        float(((preds[0] - preds[1]) ** 2).mean()),
                        effective_matrix(w_kq, w_pv), gamma)
 
