@@ -43,6 +43,9 @@ def _cmd_list(args: argparse.Namespace) -> int:
         for p in algorithm.parameters:
             default = "(see help)" if p.default is None else p.default
             print(f"    --{p.name:<6} {p.help}; default {default}")
+    from construct.lsa_cli import list_lines  # linear self-attention constructions
+
+    print("\n".join(list_lines()))
     return 0
 
 
@@ -52,6 +55,9 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     from construct.checkpoint import save_checkpoint
     from construct.config import CompileConfig
 
+    if args.name.startswith("lsa-"):  # linear self-attention: construct/lsa_cli.py
+        from construct.lsa_cli import compile_main
+        return compile_main(args)
     algorithm = get_algorithm(args.name)
     params = algorithm.resolve(**_algorithm_params(args))
     overrides = {"input_bound": args.bound, "n_ctx": args.n_ctx, "schedule": args.schedule,
@@ -84,13 +90,19 @@ def _cmd_compile(args: argparse.Namespace) -> int:
 
 def _cmd_verify(args: argparse.Namespace) -> int:
     from verify.runner import main as verify_main
+    from construct.lsa import is_lsa_checkpoint
 
+    if is_lsa_checkpoint(args.path):  # linear self-attention: verify/lsa_verify.py
+        from verify.lsa_verify import main as verify_main
     return verify_main(args)
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
     from construct.explain_command import main as explain_main
+    from construct.lsa import is_lsa_checkpoint
 
+    if args.target.startswith("lsa-") or is_lsa_checkpoint(args.target):
+        from construct.lsa_cli import explain_main
     return explain_main(args)
 
 
@@ -122,6 +134,9 @@ def _add_algorithm_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lam", help="ridge penalty lambda, e.g. 0.01")
     parser.add_argument("--w0", help="start weights for gd, comma separated (default "
                                      "(-1)^k/(k+1))")
+    from construct.lsa_cli import add_arguments  # --n, --eta, --steps, ... of the lsa-* algorithms
+
+    add_arguments(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -209,6 +224,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=_cmd_bench)
+
+    from construct.lsa_cli import add_train_parser  # rawc train-lsa: verify/lsa_train.py
+
+    add_train_parser(sub)
     return parser
 
 

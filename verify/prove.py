@@ -44,6 +44,9 @@ def report(name: str, params: dict[str, object], *, listing: bool = False,
 
 
 def main(args: argparse.Namespace, params: dict[str, object]) -> int:
+    if args.name.startswith("lsa-"):  # linear self-attention: verify/lsa_proofs.py
+        from verify.lsa_proofs import main as lsa_main
+        return lsa_main(args)
     text, proved = report(args.name, params, listing=args.listing)
     print(text, end="")
     return 0 if proved else 1
