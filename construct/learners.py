@@ -33,9 +33,10 @@ from construct.program import Program, ProgramError, identity, to_fraction
 
 
 def _upper(value: float) -> Fraction:
+    """A declared bound: a short fraction >= ``value`` (and > 0, as declared bounds must be)."""
     from construct.algorithms import upper_fraction
 
-    return upper_fraction(value)
+    return max(upper_fraction(value), Fraction(1, 10 ** 6))
 
 
 def _check_n(n: int) -> int:
