@@ -216,7 +216,14 @@ def save_checkpoint(compiled: CompiledModel, path: str | os.PathLike[str],
         raise CheckpointError(f"cannot write {path}: it is a directory")
     tensors = {name: _as_float64(name, value) for name, value in compiled.weights.items()}
     check_tensors(compiled.shape, tensors, f"cannot save {path}")
-    metadata = build_metadata(compiled, algorithm, params)
+    write_atomically(tensors, path, build_metadata(compiled, algorithm, params))
+
+
+def write_atomically(tensors: dict[str, torch.Tensor], path: str,
+                     metadata: dict[str, str]) -> None:
+    """``save_file`` to a temporary name in ``path``'s directory, then rename over ``path``:
+    a failure leaves nothing half-written."""
+    directory = os.path.dirname(os.path.abspath(path))
     handle, tmp = tempfile.mkstemp(dir=directory, prefix=".rawc-", suffix=".tmp")
     os.close(handle)
     try:

@@ -26,11 +26,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
 
 import construct
 from construct.assemble import ModelShape
@@ -204,7 +202,8 @@ def save_lsa(model: LSAModel, path: str | os.PathLike[str], algorithm: str,
     ``description`` goes to ``rawc.program`` (an LSA model has no op program; the text states
     its update). ``load_checkpoint`` reads the file back unchanged.
     """
-    from construct.checkpoint import SCHEMA, CheckpointError, _as_float64, _dumps, check_tensors
+    from construct.checkpoint import (SCHEMA, CheckpointError, _as_float64, _dumps, check_tensors,
+                                      write_atomically)
 
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
@@ -222,15 +221,7 @@ def save_lsa(model: LSAModel, path: str | os.PathLike[str], algorithm: str,
                                "exact": "no approximation: only floating-point rounding"}),
         "rawc.version": construct.__version__,
     }
-    handle, tmp = tempfile.mkstemp(dir=directory, prefix=".rawc-", suffix=".tmp")
-    os.close(handle)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    write_atomically(tensors, path, metadata)
 
 
 def is_lsa_checkpoint(path: str | os.PathLike[str]) -> bool:

@@ -89,3 +89,44 @@ def test_cli_prove_exits_1_on_the_misprinted_listing(monkeypatch, capsys) -> Non
     assert cli_main(["prove", "gd", "--listing"]) == 1
     out = capsys.readouterr().out
     assert "NOT PROVED: the difference keeps the term" in out
+
+
+@pytest.mark.parametrize("name, d, n", [("ridge", 2, 2), ("ridge", 2, 3), ("ridge", 1, 3),
+                                        ("sgd", 3, 3), ("gd-batch", 3, 3), ("sgd", 2, 1)])
+def test_learners_are_proved_at_every_prefix(name: str, d: int, n: int) -> None:
+    algorithm = algorithms.get_algorithm(name)
+    params = algorithm.resolve(d=d, n=n)
+    proof = prove_program(name, params)
+    assert proof.proved, proof.render()
+    prefixes = {label.split(":")[0] for label, _ in proof.steps if label.startswith("k=")}
+    assert prefixes == {f"k={k}" for k in range(n + 1)}
+    assert proof.seconds < 10
+
+
+def _ridge_text_with(old: str, new: str) -> str:
+    algorithm = algorithms.get_algorithm("ridge")
+    text = algorithm.program(algorithm.resolve(d=2, n=2)).text()
+    assert old in text
+    return text.replace(old, new)
+
+
+@pytest.mark.parametrize("old, new", [
+    ("a_inv = aff a_in * 1 + right * -1", "a_inv = aff a_in * 1 + right * 0"),  # dropped term
+    ("moment = aff m_in * 1 + xy * 1", "moment = aff xy * 1 + m_in * 0"),  # forgets the past
+    ("a_in = mov a_inv back(2) on y", "a_in = mov a_inv back(1) on y"),  # reads an x-column
+])
+def test_broken_ridge_stage_is_refused_with_the_differing_term(old: str, new: str) -> None:
+    wrong = parse_program(_ridge_text_with(old, new))
+    proof = prove_program("ridge", {"d": 2, "n": 2}, wrong)
+    assert not proof.proved
+    assert proof.offending_term and "x" in proof.offending_term
+    assert "NOT PROVED: the difference keeps the term" in proof.render()
+
+
+def test_sgd_without_the_kept_prior_is_refused() -> None:
+    """Dropping the prior's correction term lets w0 decay at the prior column."""
+    algorithm = algorithms.get_algorithm("sgd")
+    params = algorithm.resolve(d=2, n=2, lam=Fraction(1, 2), alpha=Fraction(1, 10))
+    text = algorithm.program(params).text().replace(" + keep * 1", "")
+    proof = prove_program("sgd", params, parse_program(text))
+    assert not proof.proved and proof.offending_term

@@ -7,7 +7,17 @@ Three levels of truth are compared on the same random tasks:
 2. interpreter vs compiled model after **every layer**: each slot live after the layer is
    decoded from the residual and compared with the interpreter's value of that slot version,
    against the propagated bound (``verify.propagate``);
-3. compiled prediction vs the closed form, against the end-to-end bound plus (1).
+3. compiled prediction vs the closed form, against the end-to-end bound plus (1), at every
+   prefix the algorithm predicts (the query for Theorems 1 and 2; every x-column for the
+   multi-exemplar learners).
+
+Besides, every op is checked *locally*: the interpreter applied to the compiled model's own
+state before the op's half-layer, against the op's own error model. Propagated first-order
+bounds compound through deep recursions (stacked Sherman–Morrison: the interval factor is
+about ``d^2 B^2 / lam`` per stage, so they turn vacuous after a few stages, reported as "no
+finite bound"), while the local check stays tight at any depth. For multi-exemplar learners
+the report adds SPD / MSPD / ILWD (``verify.metrics``) against OLS, ridge, GD and SGD; the
+nearest must be the algorithm itself.
 
 Relative errors are batch-normwise: ``max|err| / max|ref|`` and ``mean|err| / mean|ref|``
 (a per-task ratio is meaningless where the reference is near zero).
