@@ -196,6 +196,15 @@ def sherman_morrison_listing(d: int, lam: object = Fraction(1, 2)) -> Program:
                                                     "div_min": 1})
 
 
+def _step_parameters(alpha: Fraction) -> tuple[Parameter, ...]:
+    """The parameters of the gradient learners over n exemplars (``sgd``, ``gd-batch``)."""
+    return (Parameter("d", int, 2, "input dimension"),
+            Parameter("n", int, 4, "number of exemplars"),
+            Parameter("alpha", Fraction, alpha, "step size"),
+            Parameter("lam", Fraction, Fraction(0), "ridge penalty"),
+            Parameter("w0", list, None, "start weights (default (-1)^k/(k+1))"))
+
+
 ALGORITHMS: dict[str, Algorithm] = {
     "gd": Algorithm(
         "gd", "one gradient-descent step on one exemplar (Theorem 1, O(d) width)",
@@ -212,11 +221,7 @@ ALGORITHMS: dict[str, Algorithm] = {
         sherman_morrison_program, sherman_morrison_listing, lam_rule="> 0"),
     "sgd": Algorithm(
         "sgd", "one pass of SGD over n exemplars, predicting at every prefix (O(n) depth)",
-        (Parameter("d", int, 2, "input dimension"),
-         Parameter("n", int, 4, "number of exemplars"),
-         Parameter("alpha", Fraction, Fraction(1, 100), "step size"),
-         Parameter("lam", Fraction, Fraction(0), "ridge penalty"),
-         Parameter("w0", list, None, "start weights (default (-1)^k/(k+1))")),
+        _step_parameters(alpha=Fraction(1, 100)),
         learners.sgd_program, lam_rule=">= 0"),
     "ridge": Algorithm(
         "ridge", "ridge regression at every prefix by n stacked Sherman-Morrison updates "
@@ -228,11 +233,7 @@ ALGORITHMS: dict[str, Algorithm] = {
     "gd-batch": Algorithm(
         "gd-batch", "one full-batch GD step (mean loss) on the exemplars before each query "
         "(constant depth)",
-        (Parameter("d", int, 2, "input dimension"),
-         Parameter("n", int, 4, "number of exemplars"),
-         Parameter("alpha", Fraction, Fraction(1, 10), "step size"),
-         Parameter("lam", Fraction, Fraction(0), "ridge penalty"),
-         Parameter("w0", list, None, "start weights (default (-1)^k/(k+1))")),
+        _step_parameters(alpha=Fraction(1, 10)),
         learners.gd_batch_program, lam_rule=">= 0"),
 }
 

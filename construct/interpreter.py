@@ -20,16 +20,9 @@ from typing import Any
 import numpy as np
 
 from construct.program import (Aff, Div, Fixed, Matrix, MeanOf, Mov, Mul, Op, Prev, Program,
-                               ReadMap)
+                               ReadMap, column_kinds)
 
 Array = Any  # numpy array (float or object) or torch tensor
-
-
-def column_kinds(n_tokens: int, prior_column: bool = False) -> tuple[str, ...]:
-    """Kinds of the interleaved layout ``[p] x1 y1 x2 y2 ... x_q`` (``p``: the prior column)."""
-    offset = 1 if prior_column else 0
-    return tuple("p" if t < offset else ("x" if (t - offset) % 2 == 0 else "y")
-                 for t in range(n_tokens))
 
 
 def read_targets(read: Prev | Fixed, kinds: tuple[str, ...]) -> tuple[int, ...]:

@@ -147,6 +147,13 @@ class MeanOf:
 ReadMap = Union[Prev, Fixed, MeanOf]
 
 
+def column_kinds(n_tokens: int, prior_column: bool = False) -> tuple[str, ...]:
+    """Kinds of the interleaved layout ``[p] x1 y1 x2 y2 ... x_q`` (``p``: the prior column)."""
+    offset = 1 if prior_column else 0
+    return tuple(PRIOR_KIND if t < offset else ("x" if (t - offset) % 2 == 0 else "y")
+                 for t in range(n_tokens))
+
+
 # ---------------------------------------------------------------- operations
 @dataclasses.dataclass(frozen=True)
 class Mov:
@@ -285,9 +292,7 @@ class Program:
 
     def column_kinds(self, n_tokens: int) -> tuple[str, ...]:
         """Kind of every column: ``[p] x y x y ... x``."""
-        offset = self.first_x_column
-        return tuple(PRIOR_KIND if t < offset else ("x" if (t - offset) % 2 == 0 else "y")
-                     for t in range(n_tokens))
+        return column_kinds(n_tokens, self.prior_column)
 
     def unrolled(self) -> Program:
         """The same program with its loop written out (ops, groups and bounds repeated)."""
