@@ -13,7 +13,8 @@ import numpy as np
 from construct import analysis, errors
 from construct.config import CompileConfig
 from construct.layout import LN_ROWS, Layout, allocate
-from construct.lower_attention import lower_attention, row_bounds
+from construct.fusion import layer_forms
+from construct.lower_attention import affine_size, lower_attention, row_bounds
 from construct.lower_mlp import lower_mlp
 from construct.positions import position_table
 from construct.program import Div, Program
@@ -99,6 +100,8 @@ def _ln_mode(program: Program, schedule: Schedule, layer_index: int) -> object:
     if not schedule.uses_layernorm or not layer.mlp:
         return None
     divs = [program.ops[i] for i in layer.mlp if isinstance(program.ops[i], Div)]
+    if not divs and all(i in schedule.fused for i in layer.mlp):
+        return None
     return divs[0].den if divs else "mul"
 
 
@@ -123,17 +126,25 @@ def compile_program(program: Program, config: CompileConfig | None = None) -> Co
         loop = source.loop
         bounds = bounds.uniform_over_loop(loop.start, loop.length, loop.times)
     garbage = row_bounds(program, layout, bounds)
+    for i in schedule.fused:  # a folded aff's rows hold its ready terms until the MLP adds
+        if program.ops[i].dst in layout.slots:
+            rows = layout.rows(program.ops[i].dst)
+            garbage[rows.start:rows.stop] = np.maximum(
+                garbage[rows.start:rows.stop], affine_size(program.ops[i], bounds.before[i])[0])
     pads = [layout.fixed[name] for name in LN_ROWS if name in layout.fixed]
     energy = float(np.sum(np.delete(garbage, pads) ** 2))
     den_bounds = [bounds.before[i][op.den] for i, op in enumerate(program.ops)
                   if isinstance(op, Div)]
     pad_bound = max([config.ln_pad] + [config.div_scale * b for b in den_bounds])
+    fresh = _fresh_writes(program, layout, source if shared else None)
     attn_halves, mlp_halves, models = [], [], {}
-    for index, layer in enumerate(schedule.layers):
+    for index in range(schedule.n_layers):
         mode = _ln_mode(program, schedule, index)
-        attn = lower_attention(program, layer, layout, bounds, config, mode)
-        mlp = lower_mlp(program, layer, layout, bounds, config, mode, attn.cleared, energy,
-                        garbage, pad_bound)
+        forms = layer_forms(program, schedule, layout, index)
+        attn = lower_attention(program, schedule, index, forms, layout, bounds, config, mode,
+                               fresh)
+        mlp = lower_mlp(program, schedule, index, forms, layout, bounds, config, mode,
+                        attn.cleared, energy, garbage, pad_bound, fresh)
         attn_halves.append(attn)
         mlp_halves.append(mlp)
         models.update({m.op_index: m for m in (*attn.errors, *mlp.errors)})
@@ -150,6 +161,21 @@ def compile_program(program: Program, config: CompileConfig | None = None) -> Co
     ordered = tuple(models[i] for i in range(len(program.ops)))
     return CompiledModel(program, config, schedule, layout, bounds, ordered, shape, weights,
                          source)
+
+
+def _fresh_writes(program: Program, layout: Layout, looped: Program | None) -> frozenset[int]:
+    """Ops that write their slot's fresh rows for the first time (they need not clear them).
+
+    In the weight-shared form no op of the loop counts: every iteration must lower alike."""
+    loop = looped.loop if looped is not None else None
+    body = range(loop.start, loop.start + loop.times * loop.length) if loop else range(0)
+    seen: set[str] = set()
+    out = set()
+    for i, op in enumerate(program.ops):
+        if op.dst in layout.fresh and op.dst not in seen and i not in body:
+            out.add(i)
+        seen.add(op.dst)
+    return frozenset(out)
 
 
 def _share_loop(source: Program, schedule: Schedule, shape: ModelShape,

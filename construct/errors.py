@@ -42,6 +42,17 @@ Then ``sigma^2 = (2 P^2 + E - L mu^2) / L + eps_ln`` with ``E`` the energy of al
 and each value is recovered with relative error ``<= E / (2 P^2)`` (the paper's bypass is
 ``O(1/P)``; keeping ``x`` out of the pads makes it ``O(1/P^2)``).
 
+*LayerNorm mean shift.* LayerNorm subtracts the row mean ``mu``; the pads cancel in it, so
+``|mu| <= M = sum_r G_r / L`` over the other rows' bounds ``G_r``. The zero row makes a unit's
+input the difference ``g (z_a - z_0)``, in which ``mu`` cancels exactly, but each ``z`` is
+rounded at ``|h - mu| <= |h| + M`` (subtract, scale), so a factor read through LayerNorm is
+off by at most ``4 u (|a| + M)`` in value units. The linear parts of the three GeLU units of
+a product cancel only in exact arithmetic: ``kappa`` times those unit-input errors
+(``G' ~ 1/2``) gives ``b sqrt(pi/2) (B da + A db) / eps``, i.e.
+``4 b sqrt(pi/2) (2 A B + M (A + B)) / eps`` multiples of ``u``. Garbage left in rows that
+are read later thus costs accuracy in every product layer; a pass-through (division, old
+value removal) has no ``kappa`` and pays ``4 u M`` per value.
+
 *LayerNorm division (Lemma 8).* Pads ``+N c``, ``-N c`` make ``sigma ~ N |c| sqrt(2/L)``;
 ``y / sigma * N sqrt(2/L) = y / |c| (1 + X)^{-1/2}`` with
 ``|X| <= (E + L eps_ln) / (2 N^2 m^2)`` for ``|c| >= m``: relative error ``<= |X|``.
@@ -105,6 +116,14 @@ def gelu_product_rounding(inner: int, left_bound: float, right_bound: float,
     """Rounding term of a GeLU dot product, in multiples of ``u``."""
     kappa_eps = math.sqrt(math.pi / 2) * left_bound * right_bound / scale
     return (3 * inner + 6) * 2.04 * inner * kappa_eps
+
+
+def layernorm_shift_rounding(inner: int, left_bound: float, right_bound: float, scale: float,
+                             mean_bound: float) -> float:
+    """Rounding a GeLU product suffers from LayerNorm's mean subtraction, in multiples of ``u``
+    (see *LayerNorm mean shift*)."""
+    return (4 * inner * math.sqrt(math.pi / 2)
+            * (2 * left_bound * right_bound + mean_bound * (left_bound + right_bound)) / scale)
 
 
 def fixed_scale_ln_error(energy: float, pad: float) -> float:

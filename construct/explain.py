@@ -173,10 +173,14 @@ def _section_layout(compiled: CompiledModel) -> list[str]:
 
 
 def _attention_cell(compiled: CompiledModel, l: int) -> str:
-    program, layer = compiled.program, compiled.schedule.layers[l]
+    program, schedule = compiled.program, compiled.schedule
+    layer = schedule.layers[l]
     movs = [i for i in layer.attn if isinstance(program.ops[i], Mov)]
-    work = [f"computes {_op(program, i)}" for i in layer.attn if isinstance(program.ops[i], Aff)]
-    cleared = sorted(mlp_clears_in_attention(program, layer))
+    work = [f"computes {_op(program, i)}" + (" (folded)" if i in schedule.fused else "")
+            for i in layer.attn if isinstance(program.ops[i], Aff)]
+    work += [f"writes the ready terms of {_op(program, i)}"
+             for i in layer.mlp if i in schedule.fused]
+    cleared = sorted(mlp_clears_in_attention(program, schedule, layer))
     dsts = dict.fromkeys(f"`{program.ops[i].dst}`" for i in (*movs, *cleared))
     work += [f"clears {', '.join(dsts)}"] if dsts else []
     mode = ln_mode(compiled, l)
@@ -184,15 +188,20 @@ def _attention_cell(compiled: CompiledModel, l: int) -> str:
         work.append("sets the LN pads to ±P (fixed scale for the products)" if mode == "mul"
                     else f"sets the LN pads to ±N·`{mode}` (the MLP divides by |`{mode}`|)")
     heads = [f"head 0 (self): {'; '.join(work)}"] if work else []
-    heads += [f"head {len(heads) + k} (reads `{program.ops[i].read.text()}`): {_op(program, i)}"
-              for k, i in enumerate(movs)]
+    reads = dict.fromkeys(program.ops[i].read for i in movs)
+    heads += [f"head {len(heads) + k} (reads `{read.text()}`): "
+              + ", ".join(_op(program, i) for i in movs if program.ops[i].read == read)
+              for k, read in enumerate(reads)]
     return "<br>".join(heads) or "—"
 
 
 def _mlp_cell(compiled: CompiledModel, l: int) -> str:
-    program, layer = compiled.program, compiled.schedule.layers[l]
-    cleared = mlp_clears_in_attention(program, layer)
-    parts = [f"{_op(program, i)}: {mlp_units(program, program.ops[i], i in cleared)} units"
+    program, schedule = compiled.program, compiled.schedule
+    layer = schedule.layers[l]
+    cleared = mlp_clears_in_attention(program, schedule, layer)
+    parts = [f"{_op(program, i)}: " + ("folded into `W_out`" if i in schedule.fused else
+                                       f"{mlp_units(program, program.ops[i], i in cleared)} units")
+             + (" (not stored)" if program.ops[i].dst in schedule.virtual else "")
              for i in layer.mlp]
     mode = ln_mode(compiled, l)
     if mode is not None:

@@ -9,6 +9,9 @@ from the attention half of the layer that first writes it (from the start for sl
 prior value, which the position table fills) (an MLP op clears its destination
 there) to the half of its last read; two slots may share rows when the first one's last read
 is no later than the second one's first write, because a half reads the state before it.
+Virtual slots (``Schedule.virtual``: values folded into the layer that reads them) get no rows.
+A slot whose rows no earlier slot used is ``fresh``: its rows hold zeros until its first write,
+so that write needs no head to clear them.
 """
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ class Layout:
     slots: dict[str, tuple[int, int]]  # name -> (start, stop), half-open
     fixed: dict[str, int]  # position and LayerNorm rows
     lifetimes: dict[str, tuple[int, int]]  # name -> (first write half, last read half)
+    fresh: frozenset[str] = frozenset()  # rows untouched before the slot's first write
 
     def rows(self, name: str) -> range:
         start, stop = self.slots[name]
@@ -53,7 +57,10 @@ def lifetimes(program: Program, schedule: Schedule) -> dict[str, tuple[int, int]
     for i, op in enumerate(program.ops):
         half = schedule.half_of[i]
         for name in op.reads:
-            spans[name][1] = max(spans[name][1], half)
+            if name not in schedule.virtual:
+                spans[name][1] = max(spans[name][1], half)
+        if op.dst in schedule.virtual:
+            continue
         start = 2 * (half // 2)
         if op.dst in spans:
             spans[op.dst][1] = max(spans[op.dst][1], half)
@@ -73,6 +80,8 @@ def allocate(program: Program, schedule: Schedule) -> Layout:
     base += len(fixed_names)
     spans = lifetimes(program, schedule)
     order = sorted((n for n in spans if n not in placed), key=lambda n: (spans[n][0], n))
+    priors = {name for name, _ in program.prior}
+    fresh = set()
     for name in order:
         size = slots[name].size
         start = base
@@ -83,9 +92,12 @@ def allocate(program: Program, schedule: Schedule) -> Layout:
             if not clash:
                 break
             start = max(clash)
+        if name not in priors and not any(s < start + size and start < stop
+                                          for s, stop in placed.values()):
+            fresh.add(name)
         placed[name] = (start, start + size)
     d_model = max([stop for _, stop in placed.values()] + [base])
-    return Layout(d_model, placed, fixed, spans)
+    return Layout(d_model, placed, fixed, spans, frozenset(fresh))
 
 
 def _overlap(a: tuple[int, int], b: tuple[int, int]) -> bool:

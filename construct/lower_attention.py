@@ -1,12 +1,17 @@
-"""Lowering of a layer's attention half: one head per ``mov`` and one "self" head.
+"""Lowering of a layer's attention half: one head per read map, the "self" head first.
 
-The self head reads the column's own state (read map ``Prev(0)``) and writes, per row it owns,
-``new - old`` so that after the residual connection the row holds ``new``:
+Every value the half writes is a linear form over the residual read through some read maps
+(``construct.fusion``); all the parts with one read map share a head (same queries and keys,
+the value columns side by side). The self head reads the column's own state (read map
+``Prev(0)``) and also writes, per row it owns, ``-old`` so that after the residual connection
+the row holds ``new``:
 
 - ``aff``: ``W_1 a + W_2 b - dst`` (the bias goes to ``b_O``); exact up to the softmax leak;
-- ``mov``: ``-dst``; the ``mov``'s own head adds the value read at the target column;
+  an aff folded into the layer's MLP gets its ready terms and bias here, its products there;
+- ``mov``: ``-dst``; the ``mov``'s head adds the value read at the target column;
 - an MLP op's destination: ``-dst`` (cleared here so the MLP only adds its result), unless
   the layer itself still reads or writes that slot; then the MLP subtracts the old value;
+- rows no slot used before (``Layout.fresh``) hold zeros: their first write clears nothing;
 - LayerNorm pads (layers whose MLP works): ``-pad`` plus ``+P``/``-P`` through ``b_O`` for a
   ``mul`` layer, or ``+N c``/``-N c`` for a ``div`` layer with divisor ``c``.
 
@@ -23,11 +28,11 @@ from construct import errors
 from construct.analysis import Bounds
 from construct.config import CompileConfig
 from construct.layout import Layout
+from construct.check import is_mlp_op
+from construct.fusion import SELF, LinearForm
 from construct.positions import query_key
-from construct.program import Aff, MeanOf, Mov, Prev, Program, ReadMap
-from construct.schedule import Layer
-
-SELF = Prev(k=0)
+from construct.program import Aff, MeanOf, Mov, Program, ReadMap
+from construct.schedule import Layer, Schedule
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,12 +54,21 @@ class AttentionHalf:
     cleared: frozenset[int]  # MLP ops whose destination this half cleared
 
 
-def mlp_clears_in_attention(program: Program, layer: Layer) -> frozenset[int]:
-    """MLP ops whose destination no other op of the layer touches (and that do not read it)."""
+def mlp_clears_in_attention(program: Program, schedule: Schedule,
+                            layer: Layer) -> frozenset[int]:
+    """MLP ops (mul, div) whose destination no other op of the layer reads from the residual
+    or writes, and that do not read it themselves: the attention clears it (a virtual one
+    has no rows), so the MLP only adds its result."""
     cleared = set()
     for i in layer.mlp:
         dst = program.ops[i].dst
-        others = [program.ops[j] for j in (*layer.attn, *layer.mlp) if j != i]
+        if i in schedule.fused:
+            continue
+        if dst in schedule.virtual:  # no rows: nothing to clear, nothing to remove
+            cleared.add(i)
+            continue
+        others = [program.ops[j] for j in (*layer.attn, *layer.mlp)
+                  if j != i and j not in schedule.fused]
         touched = any(dst == o.dst or dst in o.reads for o in others)
         if not touched and dst not in program.ops[i].reads:
             cleared.add(i)
@@ -73,35 +87,46 @@ def row_bounds(program: Program, layout: Layout, bounds: Bounds) -> np.ndarray:
     return out
 
 
-def lower_attention(program: Program, layer: Layer, layout: Layout, bounds: Bounds,
-                    config: CompileConfig, ln_mode: object) -> AttentionHalf:
+def lower_attention(program: Program, schedule: Schedule, layer_index: int,
+                    forms: dict[int, LinearForm], layout: Layout, bounds: Bounds,
+                    config: CompileConfig, ln_mode: object,
+                    fresh_writes: frozenset[int]) -> AttentionHalf:
+    """The heads of one attention half: every materialised value's read and bias parts
+    (``construct.fusion``), the clearing of old values and the LayerNorm pads."""
+    layer = schedule.layers[layer_index]
     d_model, n_ctx, hardness = layout.d_model, config.n_ctx, config.attn_hardness
     garbage = row_bounds(program, layout, bounds)
-    self_value: dict[int, np.ndarray] = {}
+    values: dict[ReadMap, dict[int, np.ndarray]] = {}
     b_o = np.zeros(d_model)
-    heads: list[Head] = []
     models: list[errors.ErrorModel] = []
 
-    def overwrite(row: int) -> np.ndarray:
-        if row not in self_value:
-            self_value[row] = np.zeros(d_model)
-            self_value[row][row] = -1.0
-        return self_value[row]
+    def column(read: ReadMap, row: int) -> np.ndarray:
+        return values.setdefault(read, {}).setdefault(row, np.zeros(d_model))
+
+    def clear(i: int) -> float:
+        """Subtract the old value of op ``i``'s rows (none on fresh rows); its bound."""
+        if i in fresh_writes or program.ops[i].dst in schedule.virtual:
+            return 0.0
+        rows = layout.rows(program.ops[i].dst)
+        for row in rows:
+            column(SELF, row)[row] -= 1.0
+        return float(garbage[rows.start:rows.stop].max())
 
     point_leak = errors.point_read_leak(hardness, n_ctx, "float32")
-    for i in layer.attn:
-        op = program.ops[i]
-        dst_rows = layout.rows(op.dst)
-        old = float(garbage[dst_rows.start:dst_rows.stop].max())
+    for i in sorted((*layer.attn, *layer.mlp)):
+        op, form = program.ops[i], forms[i]
+        if is_mlp_op(op):
+            continue
+        old = 0.0
+        if op.dst not in schedule.virtual:
+            dst_rows = layout.rows(op.dst)
+            for read, matrix in form.reads.items():
+                for r, row in enumerate(dst_rows):
+                    column(read, row)[:] += matrix[r]
+            b_o[list(dst_rows)] += form.bias
+            old = clear(i)
         before = bounds.before[i]
         if isinstance(op, Mov):
-            src_rows = layout.rows(op.src)
-            w_q, w_k = query_key(op.read, layout, n_ctx, hardness)
-            w_v = np.zeros((d_model, len(src_rows)))
-            w_v[list(src_rows), range(len(src_rows))] = 1.0
-            heads.append(Head(op.read, w_q, w_k, w_v, tuple(dst_rows)))
-            for row in dst_rows:
-                overwrite(row)
             leak = (errors.mean_read_leak(hardness, n_ctx, "float32")
                     if isinstance(op.read, MeanOf) else point_leak)
             value = before[op.src]
@@ -109,42 +134,46 @@ def lower_attention(program: Program, layer: Layer, layout: Layout, bounds: Boun
                 i, "softmax read (position code)", 2 * leak * value + 2 * point_leak * old,
                 errors.per_dtype(errors.attention_rounding(1, value + old))))
         elif isinstance(op, Aff):
-            magnitude, nonzero = 0.0, 0
-            for r, row in enumerate(dst_rows):
-                vector = overwrite(row)
-                row_total, row_terms = 0.0, 0
-                for name, matrix in op.terms:
-                    for c, src_row in enumerate(layout.rows(name)):
-                        weight = float(matrix[r][c])
-                        vector[src_row] += weight
-                        row_total += abs(weight) * before[name]
-                        row_terms += weight != 0
-                if op.bias is not None:
-                    b_o[row] += float(op.bias[r][0])
-                    row_total += abs(float(op.bias[r][0]))
-                magnitude, nonzero = max(magnitude, row_total), max(nonzero, row_terms)
+            magnitude, nonzero = affine_size(op, before)
+            mechanism = ("affine map folded into " + ("the MLP" if schedule.in_mlp_half(i)
+                                                      else "the heads")
+                         if i in schedule.fused else "self-attention affine map")
             models.append(errors.ErrorModel(
-                i, "self-attention affine map", 2 * point_leak * (magnitude + old),
+                i, mechanism, 2 * point_leak * (magnitude + old),
                 errors.per_dtype(errors.attention_rounding(nonzero, magnitude + old))))
         else:
             raise TypeError(f"op {i + 1} is not an attention op")
-    cleared = mlp_clears_in_attention(program, layer)
+    cleared = mlp_clears_in_attention(program, schedule, layer)
     for i in cleared:
-        for row in layout.rows(program.ops[i].dst):
-            overwrite(row)
+        clear(i)
     if ln_mode is not None:
         pos, neg = layout.fixed["ln_pad_pos"], layout.fixed["ln_pad_neg"]
-        overwrite(pos), overwrite(neg)
+        column(SELF, pos)[pos] -= 1.0
+        column(SELF, neg)[neg] -= 1.0
         if ln_mode == "mul":
             b_o[pos] += config.ln_pad
             b_o[neg] -= config.ln_pad
         else:
             den_row = layout.rows(ln_mode)[0]
-            self_value[pos][den_row] += config.div_scale
-            self_value[neg][den_row] -= config.div_scale
-    if self_value:
-        rows = sorted(self_value)
-        w_q, w_k = query_key(SELF, layout, n_ctx, hardness)
-        w_v = np.stack([self_value[r] for r in rows], axis=1)
-        heads.insert(0, Head(SELF, w_q, w_k, w_v, tuple(rows)))
+            column(SELF, pos)[den_row] += config.div_scale
+            column(SELF, neg)[den_row] -= config.div_scale
+    heads = []
+    for read in sorted(values, key=lambda r: (r != SELF, r.text())):
+        rows = sorted(values[read])
+        w_q, w_k = query_key(read, layout, n_ctx, hardness)
+        w_v = np.stack([values[read][r] for r in rows], axis=1)
+        heads.append(Head(read, w_q, w_k, w_v, tuple(rows)))
     return AttentionHalf(tuple(heads), b_o, tuple(models), cleared)
+
+
+def affine_size(op: Aff, before: dict[str, float]) -> tuple[float, int]:
+    """Largest ``sum |W| |input| + |b|`` over the rows of an aff, and most nonzero terms."""
+    magnitude, nonzero = 0.0, 0
+    for r in range(len(op.bias) if op.bias is not None else len(op.terms[0][1])):
+        total = abs(float(op.bias[r][0])) if op.bias is not None else 0.0
+        terms = 0
+        for name, matrix in op.terms:
+            total += sum(abs(float(w)) for w in matrix[r]) * before[name]
+            terms += sum(1 for w in matrix[r] if w != 0)
+        magnitude, nonzero = max(magnitude, total), max(nonzero, terms)
+    return magnitude, nonzero

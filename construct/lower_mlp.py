@@ -13,6 +13,10 @@ takes the balance), so LayerNorm's mean subtraction cancels exactly.
 ``4|t| + |w|`` per dot would be ``4 a b c + a c``).
 
 ``div`` and in-place old-value removal use the exact pass-through ``G(z) - G(-z) = z``.
+
+A result goes wherever ``placements`` sends it: its own rows when it is materialised, and
+``W`` times it into the rows of every affine map folded into this half (``construct.fusion``),
+so a folded ``aff`` costs no unit.
 """
 from __future__ import annotations
 
@@ -26,8 +30,9 @@ from construct import errors
 from construct.analysis import Bounds
 from construct.config import CompileConfig
 from construct.layout import Layout
+from construct.fusion import LinearForm
 from construct.program import Div, Mul, Program
-from construct.schedule import Layer
+from construct.schedule import Layer, Schedule
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,34 +59,55 @@ class _Units:
         self.outputs.append(np.zeros(self.d_model))
         return len(self.inputs) - 1
 
-    def gelu_product(self, left: range, right: range, dst: range, shape: tuple[int, int, int],
-                     gain_l: float, gain_r: float, kappa: float) -> None:
-        """``dst += left @ right`` with units ``G(l)``, ``G(r)`` shared across the product."""
+    def gelu_product(self, left: range, right: range, placement: np.ndarray,
+                     shape: tuple[int, int, int], gain_l: float, gain_r: float,
+                     kappa: float) -> None:
+        """``h += placement.T @ vec(left @ right)`` with units ``G(l)``, ``G(r)`` shared across
+        the product (``placement`` ``[a c, d_model]``: where each entry of the product goes)."""
         a, b, c = shape
         left_units = {(i, k): self.add((left[i * b + k], gain_l))
                       for i in range(a) for k in range(b)}
         right_units = {(k, j): self.add((right[k * c + j], gain_r))
                        for k in range(b) for j in range(c)}
         for i, k, j in itertools.product(range(a), range(b), range(c)):
-            target = dst[i * c + j]
+            target = kappa * placement[i * c + j]
             pair = self.add((left[i * b + k], gain_l), (right[k * c + j], gain_r))
-            self.outputs[pair][target] += kappa
-            self.outputs[left_units[i, k]][target] -= kappa
-            self.outputs[right_units[k, j]][target] -= kappa
+            self.outputs[pair] += target
+            self.outputs[left_units[i, k]] -= target
+            self.outputs[right_units[k, j]] -= target
 
-    def pass_through(self, row: int, read_scale: float, gain: float, target: int,
-                     out_gain: float) -> None:
-        """``target += out_gain * value(row)`` via ``G(gain v) - G(-gain v) = gain v``."""
+    def pass_through(self, row: int, read_scale: float, gain: float,
+                     target: np.ndarray) -> None:
+        """``h += target * value(row)`` via ``G(gain v) - G(-gain v) = gain v``."""
         plus = self.add((row, gain * read_scale))
         minus = self.add((row, -gain * read_scale))
-        self.outputs[plus][target] += out_gain / gain
-        self.outputs[minus][target] -= out_gain / gain
+        self.outputs[plus] += target / gain
+        self.outputs[minus] -= target / gain
 
 
-def lower_mlp(program: Program, layer: Layer, layout: Layout, bounds: Bounds,
-              config: CompileConfig, ln_mode: object, cleared: frozenset[int],
-              energy: float, garbage: np.ndarray, pad_bound: float) -> MLPHalf:
+def placements(program: Program, schedule: Schedule, layer: Layer, forms: dict[int, LinearForm],
+               layout: Layout) -> dict[int, np.ndarray]:
+    """For each MLP op of the layer: ``[result size, d_model]``, where its result's entries go
+    (its own rows if materialised, and through every affine map folded into this half)."""
+    out = {i: np.zeros((program.slot_map[program.ops[i].dst].size, layout.d_model))
+           for i in layer.mlp if i not in schedule.fused}
+    for v in layer.mlp:
+        dst = program.ops[v].dst
+        if dst in schedule.virtual:
+            continue
+        rows = list(layout.rows(dst))
+        for i, matrix in forms[v].products.items():
+            out[i][:, rows] += matrix.T
+    return out
+
+
+def lower_mlp(program: Program, schedule: Schedule, layer_index: int,
+              forms: dict[int, LinearForm], layout: Layout, bounds: Bounds,
+              config: CompileConfig, ln_mode: object, cleared: frozenset[int], energy: float,
+              garbage: np.ndarray, pad_bound: float, fresh_writes: frozenset[int]) -> MLPHalf:
+    layer = schedule.layers[layer_index]
     d_model = layout.d_model
+    placement = placements(program, schedule, layer, forms, layout)
     uses_ln = ln_mode is not None
     units = _Units(d_model, layout.fixed["ln_zero"] if uses_ln else None)
     leak = errors.point_read_leak(config.attn_hardness, config.n_ctx, "float32")
@@ -95,17 +121,21 @@ def lower_mlp(program: Program, layer: Layer, layout: Layout, bounds: Bounds,
         read_scale = 1.0
     if ln_mode != "mul":
         ln_rel = 0.0
-    for i in layer.mlp:
+    pads = [layout.fixed[name] for name in ("ln_pad_pos", "ln_pad_neg") if name in layout.fixed]
+    mean_bound = float(np.delete(garbage, pads).sum()) / d_model if uses_ln else 0.0
+    for i in (j for j in layer.mlp if j not in schedule.fused):
         op = program.ops[i]
         before = bounds.before[i]
-        dst_rows = layout.rows(op.dst)
-        old = float(garbage[dst_rows.start:dst_rows.stop].max())
+        virtual = op.dst in schedule.virtual
+        dst_rows = range(0) if virtual else layout.rows(op.dst)
+        old = 0.0 if virtual or i in fresh_writes else float(
+            garbage[dst_rows.start:dst_rows.stop].max())
         result = bounds.of_op_result(i, program)
         if isinstance(op, Mul):
             left_bound = before[op.left] or 1.0
             right_bound = before[op.right] or 1.0
             eps_l, eps_r = config.mul_scale / left_bound, config.mul_scale / right_bound
-            units.gelu_product(layout.rows(op.left), layout.rows(op.right), dst_rows,
+            units.gelu_product(layout.rows(op.left), layout.rows(op.right), placement[i],
                                (op.a, op.b, op.c), eps_l * read_scale, eps_r * read_scale,
                                math.sqrt(math.pi / 2) / (eps_l * eps_r))
             product = op.b * left_bound * right_bound
@@ -114,16 +144,21 @@ def lower_mlp(program: Program, layer: Layer, layout: Layout, bounds: Bounds,
             rounding = (errors.gelu_product_rounding(op.b, left_bound, right_bound,
                                                      config.mul_scale)
                         + (d_model + 8) * 2 * product * uses_ln)
+            if uses_ln:
+                rounding += errors.layernorm_shift_rounding(op.b, left_bound, right_bound,
+                                                            config.mul_scale, mean_bound)
             mechanism = "GeLU product" + (" through fixed-scale LayerNorm" if uses_ln else "")
         elif isinstance(op, Div):
             gain = float(op.min_abs) / (before[op.num] or 1.0)
             for r, row in enumerate(layout.rows(op.num)):
-                units.pass_through(row, read_scale, gain, dst_rows[r], 1.0)
+                units.pass_through(row, read_scale, gain, placement[i][r])
             relative = errors.division_error(energy, d_model, config.ln_eps, config.div_scale,
                                              float(op.min_abs))
             relative += 2 * leak * (pad_bound + config.div_scale * before[op.den]) / (
                 config.div_scale * float(op.min_abs))
-            approx, rounding = relative * result, (d_model + 12) * result
+            approx = relative * result
+            rounding = (d_model + 12) * result + 4 * (before[op.num] + mean_bound) / float(
+                op.min_abs)
             mechanism = "LayerNorm division"
         else:
             raise TypeError(f"op {i + 1} is not an MLP op")
@@ -137,9 +172,11 @@ def lower_mlp(program: Program, layer: Layer, layout: Layout, bounds: Bounds,
         else:
             scale = ln_rel if ln_mode == "mul" else 0.0
             for row in dst_rows:
-                units.pass_through(row, read_scale, 1.0 / (old or 1.0), row, -1.0)
+                remove = np.zeros(d_model)
+                remove[row] = -1.0
+                units.pass_through(row, read_scale, 1.0 / (old or 1.0), remove)
             approx += scale * old
-            rounding += 8 * old + (d_model + 8) * old * uses_ln
+            rounding += 8 * old + (d_model + 8) * old * uses_ln + 4 * mean_bound
         models.append(errors.ErrorModel(i, mechanism, approx, errors.per_dtype(rounding)))
     if not units.inputs:
         return MLPHalf(np.zeros((d_model, 0)), np.zeros((0, d_model)), tuple(models))

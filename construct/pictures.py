@@ -214,13 +214,15 @@ def _band(ax: Axes, left: float, right: float, top: int, bottom: int, colour: ob
 # ------------------------------------------------------------------ picture 2: one layer
 def head_roles(compiled: CompiledModel, layer: int) -> list[HeadRole]:
     """The heads with weights, in ``lower_attention``'s order: the self head (when the layer
-    has one) first, then one head per ``mov``."""
+    has one) first, then one head per read map of the layer's ``mov`` ops."""
     w, p = compiled.weights, f"blocks.{layer}.attn."
     used = [h for h in range(compiled.shape.n_heads)
             if any(np.any(w[p + name][h]) for name in ("W_Q", "W_K", "W_V"))]
     ops = [compiled.program.ops[i] for i in compiled.schedule.layers[layer].attn]
-    roles = [(op.read.text(), f"`{op_text(op)}`: reads {op.src} via {op.read.text()}")
-             for op in ops if isinstance(op, Mov)]
+    movs = [op for op in ops if isinstance(op, Mov)]
+    reads = sorted(dict.fromkeys(op.read for op in movs), key=lambda r: r.text())
+    roles = [(read.text(), "; ".join(f"`{op_text(op)}`" for op in movs if op.read == read)
+              + f": reads via {read.text()}") for read in reads]
     if len(used) > len(roles):
         roles.insert(0, ("self", "self head: reads its own column"))
     return [(head, short, text) for head, (short, text) in zip(used, roles)]

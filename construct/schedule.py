@@ -1,30 +1,45 @@
 """Schedule: place every op in the attention half or the MLP half of a layer.
 
-A layer is ``h = h + Attn(h); h = h + MLP(LN?(h))``. ``mov`` and ``aff`` are attention ops
-(a head that reads another column; a head that reads its own column and applies an affine
-map); ``mul`` and ``div`` are MLP ops (GeLU product, LayerNorm division). Half ``2l`` is the
-attention of layer ``l``, half ``2l + 1`` its MLP. Ops in one half run in parallel on the
-state before that half (Lemma 7), so:
+A layer is ``h = h + Attn(h); h = h + MLP(LN?(h))``. ``mov`` is an attention op (a head that
+reads another column); ``mul`` and ``div`` are MLP ops (GeLU product, LayerNorm division);
+``aff`` is linear, so it costs no half of its own when it can be *folded* into the weights
+of the half that computes its inputs (``fused`` ops, ``construct.fusion``):
 
-- an op reading a slot goes strictly after the op that wrote it (an MLP op may read what the
-  same layer's attention wrote: that is how ``packed`` beats one op per layer);
+- into an attention half, when its newest input is written there: a head's value map is
+  linear, so ``W (R src) = R (W src)`` is one head with read map ``R`` and value ``W``;
+- into an MLP half, when its newest input is a product or quotient computed there: ``W_out``
+  takes ``W``, the layer's attention adds the terms that were ready before the layer and the
+  bias, so ``dst`` is whole once the layer ends;
+- otherwise into the attention half after its newest input, as a "self" head.
+
+Half ``2l`` is the attention of layer ``l``, half ``2l + 1`` its MLP. Ops in one half run in
+parallel on the state before that half (Lemma 7), so:
+
+- an op reading a slot goes strictly after the op that wrote it, except a fused ``aff``;
+  an MLP op may read what the same layer's attention wrote;
 - an op writing a slot goes strictly after the last writer and not before the last reader;
+  an ``aff`` folded into an MLP half also waits for the readers of its old value to finish by
+  the layer's attention half, and no other op of its layer may touch its destination;
 - a ``div`` reads its divisor in the attention half (it sets the LayerNorm scale there), so
   the divisor must be ready before the layer starts;
 - with LayerNorm, a layer's MLP either multiplies (LayerNorm held at a fixed scale) or divides
   by one divisor; the two cannot share a layer.
 
-``packed`` places each op at its earliest legal half (as soon as possible); ``sequential``
-gives each op a layer of its own; explicit ``Program.groups`` are checked, never moved.
+``packed`` places each op at its earliest legal half (as soon as possible) and folds affine
+maps; ``sequential`` gives each op a layer of its own and folds nothing (the paper's
+one-op-per-layer baseline); explicit ``Program.groups`` are checked, never moved or folded.
 ``barriers`` (op indices) start a fresh layer that no later op may precede: the iterations of
 a weight-shared loop each begin at one, so every iteration gets the same relative schedule.
+
+A slot that is read, and only by affine maps folded into the layer that writes it, is
+``virtual``: it never occupies residual rows.
 """
 from __future__ import annotations
 
 import dataclasses
 
 from construct.check import is_mlp_op
-from construct.program import Div, Op, Program, ProgramError
+from construct.program import Aff, Div, Op, Program, ProgramError
 
 
 class ScheduleError(ProgramError):
@@ -34,7 +49,7 @@ class ScheduleError(ProgramError):
 @dataclasses.dataclass(frozen=True)
 class Layer:
     attn: tuple[int, ...]
-    mlp: tuple[int, ...]
+    mlp: tuple[int, ...]  # MLP ops and the affine maps folded into them
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +57,8 @@ class Schedule:
     layers: tuple[Layer, ...]
     half_of: tuple[int, ...]  # op index -> half index (2l or 2l + 1)
     uses_layernorm: bool
+    fused: frozenset[int] = frozenset()  # affs folded into the half of a same-half input
+    virtual: frozenset[str] = frozenset()  # slots that are never materialised in rows
 
     @property
     def n_layers(self) -> int:
@@ -50,40 +67,78 @@ class Schedule:
     def layer_of(self, op_index: int) -> int:
         return self.half_of[op_index] // 2
 
+    def in_mlp_half(self, op_index: int) -> bool:
+        return self.half_of[op_index] % 2 == 1
 
-def _mlp_mode(op: Op, den_version: dict[int, tuple[str, int | None]], i: int) -> object:
-    return ("div", den_version[i]) if isinstance(op, Div) else "mul"
+
+@dataclasses.dataclass
+class _Placer:
+    """The running state of ``build_schedule``: where each slot was last written and read."""
+
+    program: Program
+    half_of: list[int] = dataclasses.field(default_factory=list)
+    last_write: dict[str, int] = dataclasses.field(default_factory=dict)
+    last_read: dict[str, int] = dataclasses.field(default_factory=dict)
+    touched: dict[int, set[str]] = dataclasses.field(default_factory=dict)  # MLP slots by layer
+
+    def written_at(self, name: str) -> int:
+        return self.half_of[self.last_write[name]] if name in self.last_write else -1
+
+    def earliest(self, op: Op, floor: int) -> int:
+        earliest = floor
+        for name in op.reads:
+            earliest = max(earliest, self.written_at(name) + 1)
+        if op.dst in self.last_write:
+            earliest = max(earliest, self.written_at(op.dst) + 1)
+        earliest = max(earliest, self.last_read.get(op.dst, 0))
+        if isinstance(op, Div) and op.den in self.last_write:
+            earliest = max(earliest, 2 * (self.written_at(op.den) // 2 + 1))
+        return earliest
+
+    def fold_half(self, op: Aff, floor: int) -> int | None:
+        """The half of the newest input of ``op``, if ``op`` may be folded into it."""
+        newest = max((self.written_at(name) for name in op.reads), default=-1)
+        if newest < floor or newest < 0:
+            return None
+        if self.written_at(op.dst) >= newest - (newest % 2):
+            return None
+        if newest % 2 == 0:
+            return newest if self.last_read.get(op.dst, 0) <= newest else None
+        if self.last_read.get(op.dst, 0) > newest - 1 or op.dst in self.touched.get(newest // 2, ()):
+            return None
+        return newest
+
+    def place(self, i: int, half: int) -> None:
+        op = self.program.ops[i]
+        self.half_of.append(half)
+        self.last_write[op.dst] = i
+        for name in op.reads:
+            self.last_read[name] = max(self.last_read.get(name, 0), half)
+        if half % 2 == 1:  # an attention op reads the state before the half: no conflict
+            self.touched.setdefault(half // 2, set()).update((op.dst, *op.reads))
 
 
 def build_schedule(program: Program, mode: str = "packed",
                    barriers: frozenset[int] = frozenset()) -> Schedule:
+    if mode not in ("packed", "sequential"):
+        raise ValueError(f"unknown schedule mode {mode!r}; use packed or sequential")
     uses_ln = any(isinstance(op, Div) for op in program.ops)
-    floor = 0
-    last_write: dict[str, int] = {}
-    last_read: dict[str, int] = {}
-    den_version: dict[int, tuple[str, int | None]] = {}
-    mlp_modes: dict[int, object] = {}
-    half_of: list[int] = []
     explicit = _explicit_layer(program)
+    may_fold = mode == "packed" and explicit is None
+    placer = _Placer(program)
+    floor = 0
+    mlp_modes: dict[int, object] = {}
+    fused: set[int] = set()
     for i, op in enumerate(program.ops):
         mlp = is_mlp_op(op)
-        if isinstance(op, Div):
-            den_version[i] = (op.den, last_write.get(op.den))
-        if i in barriers and half_of:
-            floor = 2 * (max(half_of) // 2 + 1)
-        if mode == "sequential":
-            earliest = 2 * i
-        else:
-            earliest = floor
-            for name in op.reads:
-                if name in last_write:
-                    earliest = max(earliest, half_of[last_write[name]] + 1)
-            if op.dst in last_write:
-                earliest = max(earliest, half_of[last_write[op.dst]] + 1)
-            if op.dst in last_read:
-                earliest = max(earliest, last_read[op.dst])
-            if isinstance(op, Div) and op.den in last_write:
-                earliest = max(earliest, 2 * (half_of[last_write[op.den]] // 2 + 1))
+        if i in barriers and placer.half_of:
+            floor = 2 * (max(placer.half_of) // 2 + 1)
+        folded = placer.fold_half(op, floor) if may_fold and isinstance(op, Aff) else None
+        if folded is not None:
+            fused.add(i)
+            placer.place(i, folded)
+            continue
+        earliest = 2 * i if mode == "sequential" else placer.earliest(op, floor)
         half = earliest + (1 if mlp and earliest % 2 == 0 else 0)
         half += 1 if not mlp and half % 2 == 1 else 0
         if explicit is not None:
@@ -95,7 +150,8 @@ def build_schedule(program: Program, mode: str = "packed",
                     f"{half} (the divisor of a div must be computed in an earlier layer)")
             half = wanted
         if mlp and uses_ln:
-            wanted_mode = _mlp_mode(op, den_version, i)
+            wanted_mode = ("div", op.den, placer.last_write.get(op.den)) if isinstance(op, Div) \
+                else "mul"
             while mlp_modes.setdefault(half // 2, wanted_mode) != wanted_mode:
                 if explicit is not None:
                     raise ScheduleError(
@@ -103,10 +159,8 @@ def build_schedule(program: Program, mode: str = "packed",
                         f"{half // 2 + 1} with an op that needs LayerNorm at another scale "
                         "(mul needs the fixed scale; each div its own divisor)")
                 half += 2
-        half_of.append(half)
-        last_write[op.dst] = i
-        for name in op.reads:
-            last_read[name] = max(last_read.get(name, 0), half)
+        placer.place(i, half)
+    half_of = placer.half_of
     n_layers = max(half_of) // 2 + 1 if half_of else 0
     layers = tuple(
         Layer(attn=tuple(i for i, h in enumerate(half_of) if h == 2 * l),
@@ -119,7 +173,30 @@ def build_schedule(program: Program, mode: str = "packed",
             for i in (*layer.attn, *layer.mlp):
                 renumber[i] = 2 * new + (1 if is_mlp_op(program.ops[i]) else 0)
         half_of = [renumber[i] for i in range(len(program.ops))]
-    return Schedule(layers, tuple(half_of), uses_ln)
+    fused_set = frozenset(fused)
+    return Schedule(layers, tuple(half_of), uses_ln, fused_set,
+                    _virtual_slots(program, tuple(half_of), fused_set))
+
+
+def folded_reader(half_of: tuple[int, ...], writer: int, reader: int) -> bool:
+    """Whether ``reader`` (a fused aff) takes ``writer``'s value inside one layer: in the same
+    half, or (an attention value) in the same layer's MLP half."""
+    return half_of[reader] in (half_of[writer], half_of[writer] + 1 - half_of[writer] % 2)
+
+
+def _virtual_slots(program: Program, half_of: tuple[int, ...],
+                   fused: frozenset[int]) -> frozenset[str]:
+    kept = {program.output, program.x_slot, program.y_slot, *(n for n, _ in program.prior)}
+    last_write: dict[str, int] = {}
+    materialised: set[str] = set(kept)
+    for i, op in enumerate(program.ops):
+        for name in op.reads:
+            j = last_write.get(name)
+            if j is None or i not in fused or not folded_reader(half_of, j, i):
+                materialised.add(name)
+        last_write[op.dst] = i
+    read = {name for op in program.ops for name in op.reads}
+    return frozenset(read - materialised)
 
 
 def _explicit_layer(program: Program) -> dict[int, int] | None:

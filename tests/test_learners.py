@@ -98,7 +98,10 @@ def test_ridge_meets_the_float64_target_at_every_prefix() -> None:
     assert max(r["max_rel"] for r in prefixes) <= 1e-5
     assert report["metrics"]["nearest"].startswith("ridge") and report["metrics"]["margin"] > 1e6
     own = [r for r in report["rows"] if r["check"].startswith("op ")]
-    assert len(own) == 14 and all(r["ok"] and r["bound"] < float("inf") for r in own)
+    program = get_algorithm("ridge").program(get_algorithm("ridge").resolve(d=4, n=16))
+    virtual = compile_program(program, CompileConfig(form="shared")).schedule.virtual
+    stored = [op for op in program.ops if op.dst not in virtual]
+    assert len(own) == len(stored) and all(r["ok"] and r["bound"] < float("inf") for r in own)
 
 
 @pytest.mark.parametrize("name", ["sgd", "ridge"])
@@ -111,7 +114,7 @@ def test_shared_form_keeps_parameters_constant_in_n(name: str) -> None:
             compiled = compile_program(algorithm.program(params), CompileConfig(form=form))
             sizes[form, n] = (compiled.n_params, compiled.shape.depth, compiled.shape.n_layers)
     assert sizes["shared", 2][0] == sizes["shared", 6][0]
-    assert sizes["stacked", 6][0] > 2 * sizes["stacked", 2][0]
+    assert sizes["stacked", 6][0] > 1.5 * sizes["stacked", 2][0]  # a block per stage
     assert sizes["shared", 6][1] > sizes["shared", 2][1]  # depth still grows with n
     assert sizes["shared", 6][2] == sizes["shared", 2][2]  # stored blocks do not
 

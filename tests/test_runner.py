@@ -52,7 +52,11 @@ def test_every_live_slot_is_checked_after_every_layer() -> None:
     layers = {int(r["check"].split()[1]) for r in report["rows"] if r["check"].startswith("layer")}
     assert layers == set(range(compiled.schedule.n_layers))
     slots = {r["check"].split()[2] for r in report["rows"] if r["check"].startswith("layer")}
-    assert {"outer", "den", "right", "a_inv_x", "w", "pred"} <= slots
+    layout = compiled.layout
+    assert slots == {name for name in layout.slots  # every slot stored across a layer end
+                     if any(layout.live_after_layer(name, l) for l in range(len(layers)))}
+    assert {"outer", "den", "a_inv", "a_inv_x", "w", "pred"} <= slots
+    assert {"quad", "right"} == compiled.schedule.virtual  # folded: never stored
     interpreter_vs_closed = _row(report, "closed form vs interpreter")
     assert interpreter_vs_closed["max_rel"] < 1e-12
 

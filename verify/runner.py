@@ -35,6 +35,7 @@ import torch
 from construct import interpreter
 from construct.assemble import CompiledModel, compile_program
 from construct.config import torch_dtype
+from construct.fusion import folded_inputs
 from construct.inputs import validate_tokens
 from construct.model import Transformer, decode
 from verify import metrics
@@ -108,30 +109,56 @@ def rolled_index(compiled: CompiledModel, index: int) -> int:
     return index - (loop.times - 1) * loop.length
 
 
+def local_bounds(compiled: CompiledModel, dtype: str) -> tuple[float, ...]:
+    """Each op's bound for the model's own inputs: its own error model, plus, for an affine
+    map folded into its layer, ``|W_t|_inf`` times the bound of each folded input."""
+    out: list[float] = []
+    for i in range(len(compiled.program.ops)):
+        inherited = sum(weight * out[j]
+                        for j, weight in folded_inputs(compiled.program, compiled.schedule, i))
+        out.append(compiled.errors[i].total(dtype) + inherited)
+    return tuple(out)
+
+
 def _check_halves(compiled: CompiledModel, cache, kinds: tuple[str, ...], dtype: str,
                   stats: dict[int, ErrorStat]) -> None:
     """Every op against the interpreter applied to the compiled model's own input state.
 
     This isolates each lowered op's error from the errors it inherits: the bound is the op's
     own error model, so it stays tight however deep the program (the propagated bounds of
-    long recursions such as stacked Sherman–Morrison may be vacuous)."""
-    program, layout = compiled.program, compiled.layout
-    for layer_index, layer in enumerate(compiled.schedule.layers):
-        for half, ops in ((0, layer.attn), (1, layer.mlp)):
-            before = cache.residuals[2 * layer_index + half]
-            after = cache.residuals[2 * layer_index + half + 1]
-            for i in ops:
-                op = program.ops[i]
-                state = {name: decode(before, layout.rows(name)).double()
-                         for name in {*op.reads, op.dst}}
-                exact = interpreter.apply_op(op, state, kinds)
-                key = rolled_index(compiled, i)
-                if key not in stats:
-                    source = compiled.source_program.ops[key]
-                    stats[key] = ErrorStat(f"op {key + 1} {type(source).__name__.lower()} -> "
-                                           f"{source.dst} (own error)", 0.0)
-                stats[key].bound = max(stats[key].bound, compiled.errors[i].total(dtype))
-                stats[key].update(decode(after, layout.rows(op.dst)), exact)
+    long recursions such as stacked Sherman–Morrison may be vacuous). An affine map folded
+    into its layer takes the values it folds from the interpreter, run on the state before
+    the layer, and is held to its own bound plus theirs (``local_bounds``)."""
+    program, layout, schedule = compiled.program, compiled.layout, compiled.schedule
+    bounds = local_bounds(compiled, dtype)
+    for layer_index, layer in enumerate(schedule.layers):
+        start, middle, end = cache.residuals[2 * layer_index:2 * layer_index + 3]
+        in_layer: dict[str, torch.Tensor] = {}
+        for i in sorted((*layer.attn, *layer.mlp)):
+            op = program.ops[i]
+            fused, in_mlp = i in schedule.fused, schedule.in_mlp_half(i)
+            state = {}
+            for name in op.reads:
+                if fused and name in in_layer:
+                    state[name] = in_layer[name]
+                else:
+                    residual = middle if in_mlp and not fused else start
+                    state[name] = decode(residual, layout.rows(name)).double()
+            size = program.slot_map[op.dst].size
+            state.setdefault(op.dst, torch.zeros(start.shape[:-1] + (size,), dtype=torch.float64,
+                                                 device=start.device))
+            exact = interpreter.apply_op(op, state, kinds)
+            in_layer[op.dst] = exact
+            if op.dst in schedule.virtual:
+                continue
+            key = rolled_index(compiled, i)
+            if key not in stats:
+                source = compiled.source_program.ops[key]
+                stats[key] = ErrorStat(f"op {key + 1} {type(source).__name__.lower()} -> "
+                                       f"{source.dst} (own error)", 0.0)
+            stats[key].bound = max(stats[key].bound, bounds[i])
+            after = end if in_mlp else middle
+            stats[key].update(decode(after, layout.rows(op.dst)), exact)
 
 
 def verify_model(compiled: CompiledModel, model: Transformer, algorithm: str,
