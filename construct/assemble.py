@@ -136,15 +136,15 @@ def compile_program(program: Program, config: CompileConfig | None = None) -> Co
     den_bounds = [bounds.before[i][op.den] for i, op in enumerate(program.ops)
                   if isinstance(op, Div)]
     pad_bound = max([config.ln_pad] + [config.div_scale * b for b in den_bounds])
-    fresh = _fresh_writes(program, layout, source if shared else None)
+    first = _first_writes(program, source if shared else None)
     attn_halves, mlp_halves, models = [], [], {}
     for index in range(schedule.n_layers):
         mode = _ln_mode(program, schedule, index)
         forms = layer_forms(program, schedule, layout, index)
         attn = lower_attention(program, schedule, index, forms, layout, bounds, config, mode,
-                               fresh)
+                               first)
         mlp = lower_mlp(program, schedule, index, forms, layout, bounds, config, mode,
-                        attn.cleared, energy, garbage, pad_bound, fresh)
+                        attn.cleared, energy, garbage, pad_bound, first)
         attn_halves.append(attn)
         mlp_halves.append(mlp)
         models.update({m.op_index: m for m in (*attn.errors, *mlp.errors)})
@@ -163,8 +163,8 @@ def compile_program(program: Program, config: CompileConfig | None = None) -> Co
                          source)
 
 
-def _fresh_writes(program: Program, layout: Layout, looped: Program | None) -> frozenset[int]:
-    """Ops that write their slot's fresh rows for the first time (they need not clear them).
+def _first_writes(program: Program, looped: Program | None) -> frozenset[int]:
+    """Ops that write their slot for the first time: they clear only its reused rows.
 
     In the weight-shared form no op of the loop counts: every iteration must lower alike."""
     loop = looped.loop if looped is not None else None
@@ -172,7 +172,7 @@ def _fresh_writes(program: Program, layout: Layout, looped: Program | None) -> f
     seen: set[str] = set()
     out = set()
     for i, op in enumerate(program.ops):
-        if op.dst in layout.fresh and op.dst not in seen and i not in body:
+        if op.dst not in seen and i not in body:
             out.add(i)
         seen.add(op.dst)
     return frozenset(out)

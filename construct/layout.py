@@ -10,8 +10,8 @@ prior value, which the position table fills) (an MLP op clears its destination
 there) to the half of its last read; two slots may share rows when the first one's last read
 is no later than the second one's first write, because a half reads the state before it.
 Virtual slots (``Schedule.virtual``: values folded into the layer that reads them) get no rows.
-A slot whose rows no earlier slot used is ``fresh``: its rows hold zeros until its first write,
-so that write needs no head to clear them.
+Rows no earlier slot used hold zeros until the slot's first write, which therefore clears only
+its ``reused`` rows (a slot with none is ``fresh``); a prior slot's rows count as used.
 """
 from __future__ import annotations
 
@@ -31,7 +31,16 @@ class Layout:
     slots: dict[str, tuple[int, int]]  # name -> (start, stop), half-open
     fixed: dict[str, int]  # position and LayerNorm rows
     lifetimes: dict[str, tuple[int, int]]  # name -> (first write half, last read half)
-    fresh: frozenset[str] = frozenset()  # rows untouched before the slot's first write
+    reused: dict[str, tuple[int, ...]] = dataclasses.field(default_factory=dict)
+
+    @property
+    def fresh(self) -> frozenset[str]:
+        """Slots whose rows no earlier slot used: zeros until their first write."""
+        return frozenset(n for n in self.slots if not self.reused.get(n, ()))
+
+    def rows_to_clear(self, name: str, first_write: bool) -> tuple[int, ...]:
+        """Rows a write must clear: on the slot's first write only those used before."""
+        return self.reused.get(name, ()) if first_write else tuple(self.rows(name))
 
     def rows(self, name: str) -> range:
         start, stop = self.slots[name]
@@ -81,7 +90,7 @@ def allocate(program: Program, schedule: Schedule) -> Layout:
     spans = lifetimes(program, schedule)
     order = sorted((n for n in spans if n not in placed), key=lambda n: (spans[n][0], n))
     priors = {name for name, _ in program.prior}
-    fresh = set()
+    reused = {name: tuple(range(*placed[name])) for name in placed}
     for name in order:
         size = slots[name].size
         start = base
@@ -92,12 +101,12 @@ def allocate(program: Program, schedule: Schedule) -> Layout:
             if not clash:
                 break
             start = max(clash)
-        if name not in priors and not any(s < start + size and start < stop
-                                          for s, stop in placed.values()):
-            fresh.add(name)
+        used = {row for s, stop in placed.values() for row in range(s, stop)}
+        reused[name] = tuple(row for row in range(start, start + size)
+                             if row in used or name in priors)
         placed[name] = (start, start + size)
     d_model = max([stop for _, stop in placed.values()] + [base])
-    return Layout(d_model, placed, fixed, spans, frozenset(fresh))
+    return Layout(d_model, placed, fixed, spans, reused)
 
 
 def _overlap(a: tuple[int, int], b: tuple[int, int]) -> bool:

@@ -11,7 +11,7 @@ the row holds ``new``:
 - ``mov``: ``-dst``; the ``mov``'s head adds the value read at the target column;
 - an MLP op's destination: ``-dst`` (cleared here so the MLP only adds its result), unless
   the layer itself still reads or writes that slot; then the MLP subtracts the old value;
-- rows no slot used before (``Layout.fresh``) hold zeros: their first write clears nothing;
+- rows no slot used before hold zeros: a slot's first write clears only its reused rows;
 - LayerNorm pads (layers whose MLP works): ``-pad`` plus ``+P``/``-P`` through ``b_O`` for a
   ``mul`` layer, or ``+N c``/``-N c`` for a ``div`` layer with divisor ``c``.
 
@@ -90,7 +90,7 @@ def row_bounds(program: Program, layout: Layout, bounds: Bounds) -> np.ndarray:
 def lower_attention(program: Program, schedule: Schedule, layer_index: int,
                     forms: dict[int, LinearForm], layout: Layout, bounds: Bounds,
                     config: CompileConfig, ln_mode: object,
-                    fresh_writes: frozenset[int]) -> AttentionHalf:
+                    first_writes: frozenset[int]) -> AttentionHalf:
     """The heads of one attention half: every materialised value's read and bias parts
     (``construct.fusion``), the clearing of old values and the LayerNorm pads."""
     layer = schedule.layers[layer_index]
@@ -104,13 +104,13 @@ def lower_attention(program: Program, schedule: Schedule, layer_index: int,
         return values.setdefault(read, {}).setdefault(row, np.zeros(d_model))
 
     def clear(i: int) -> float:
-        """Subtract the old value of op ``i``'s rows (none on fresh rows); its bound."""
-        if i in fresh_writes or program.ops[i].dst in schedule.virtual:
+        """Subtract the old value of op ``i``'s rows that may hold one; its bound."""
+        if program.ops[i].dst in schedule.virtual:
             return 0.0
-        rows = layout.rows(program.ops[i].dst)
+        rows = layout.rows_to_clear(program.ops[i].dst, i in first_writes)
         for row in rows:
             column(SELF, row)[row] -= 1.0
-        return float(garbage[rows.start:rows.stop].max())
+        return float(max((garbage[row] for row in rows), default=0.0))
 
     point_leak = errors.point_read_leak(hardness, n_ctx, "float32")
     for i in sorted((*layer.attn, *layer.mlp)):

@@ -104,7 +104,7 @@ def placements(program: Program, schedule: Schedule, layer: Layer, forms: dict[i
 def lower_mlp(program: Program, schedule: Schedule, layer_index: int,
               forms: dict[int, LinearForm], layout: Layout, bounds: Bounds,
               config: CompileConfig, ln_mode: object, cleared: frozenset[int], energy: float,
-              garbage: np.ndarray, pad_bound: float, fresh_writes: frozenset[int]) -> MLPHalf:
+              garbage: np.ndarray, pad_bound: float, first_writes: frozenset[int]) -> MLPHalf:
     layer = schedule.layers[layer_index]
     d_model = layout.d_model
     placement = placements(program, schedule, layer, forms, layout)
@@ -128,8 +128,9 @@ def lower_mlp(program: Program, schedule: Schedule, layer_index: int,
         before = bounds.before[i]
         virtual = op.dst in schedule.virtual
         dst_rows = range(0) if virtual else layout.rows(op.dst)
-        old = 0.0 if virtual or i in fresh_writes else float(
-            garbage[dst_rows.start:dst_rows.stop].max())
+        old = 0.0 if virtual else float(max(
+            (garbage[row] for row in layout.rows_to_clear(op.dst, i in first_writes)),
+            default=0.0))
         result = bounds.of_op_result(i, program)
         if isinstance(op, Mul):
             left_bound = before[op.left] or 1.0
