@@ -13,8 +13,8 @@ import numpy as np
 from construct import analysis, errors
 from construct.config import CompileConfig
 from construct.layout import LN_ROWS, Layout, allocate
-from construct.fusion import layer_forms
-from construct.lower_attention import affine_size, lower_attention, row_bounds
+from construct.fusion import SELF, layer_forms
+from construct.lower_attention import AttentionHalf, affine_size, lower_attention, row_bounds
 from construct.lower_mlp import lower_mlp
 from construct.positions import position_table
 from construct.program import Div, Program
@@ -131,11 +131,15 @@ def compile_program(program: Program, config: CompileConfig | None = None) -> Co
             rows = layout.rows(program.ops[i].dst)
             garbage[rows.start:rows.stop] = np.maximum(
                 garbage[rows.start:rows.stop], affine_size(program.ops[i], bounds.before[i])[0])
-    pads = [layout.fixed[name] for name in LN_ROWS if name in layout.fixed]
-    energy = float(np.sum(np.delete(garbage, pads) ** 2))
+    pads = [layout.fixed[name] for name in LN_ROWS[1:] if name in layout.fixed]
+    rest = np.delete(garbage, pads)
+    # The pads also carry -S/2 each, S the sum of the other rows (zero-mean residual).
+    energy = float(np.sum(rest ** 2) + np.sum(rest) ** 2 / 2)
     den_bounds = [bounds.before[i][op.den] for i, op in enumerate(program.ops)
                   if isinstance(op, Div)]
-    pad_bound = max([config.ln_pad] + [config.div_scale * b for b in den_bounds])
+    pad_bound = (max([config.ln_pad] + [config.div_scale * b for b in den_bounds])
+                 + float(np.sum(rest)) / 2)
+    mean_count = 4 * (pad_bound + float(np.sum(rest))) / layout.d_model
     first = _first_writes(program, source if shared else None)
     attn_halves, mlp_halves, models = [], [], {}
     for index in range(schedule.n_layers):
@@ -144,7 +148,7 @@ def compile_program(program: Program, config: CompileConfig | None = None) -> Co
         attn = lower_attention(program, schedule, index, forms, layout, bounds, config, mode,
                                first)
         mlp = lower_mlp(program, schedule, index, forms, layout, bounds, config, mode,
-                        attn.cleared, energy, garbage, pad_bound, first)
+                        attn.cleared, energy, garbage, pad_bound, first, mean_count)
         attn_halves.append(attn)
         mlp_halves.append(mlp)
         models.update({m.op_index: m for m in (*attn.errors, *mlp.errors)})
@@ -156,6 +160,9 @@ def compile_program(program: Program, config: CompileConfig | None = None) -> Co
         n_ctx=config.n_ctx, d_in=program.d + 1, d_out=1, act_fn="gelu", ln1=False,
         ln2=schedule.uses_layernorm, ln_eps=config.ln_eps, prior_column=program.prior_column)
     weights = _weights(program, layout, shape, attn_halves, mlp_halves)
+    for index in range(schedule.n_layers):
+        if _ln_mode(program, schedule, index) is not None:
+            _balance_pads(weights, layout, index, attn_halves[index])
     if shared:
         shape, weights = _share_loop(source, schedule, shape, weights)
     ordered = tuple(models[i] for i in range(len(program.ops)))
@@ -207,6 +214,29 @@ def _share_loop(source: Program, schedule: Schedule, shape: ModelShape,
             out[renamed[prefix] + name[len(prefix):]] = value
     shape = dataclasses.replace(shape, n_layers=len(keep), loop=(first, length, loop.times))
     return shape, out
+
+
+def _balance_pads(weights: dict[str, np.ndarray], layout: Layout, layer: int,
+                  attn: AttentionHalf) -> None:
+    """Make the residual LayerNorm sees sum to zero (``construct.errors``, *zero-mean pads*).
+
+    The self head sets each pad afresh; it also subtracts half the sum ``S`` of the other
+    rows before the half, and every head (and ``b_O``) subtracts half the sum of what it
+    writes to the other rows, so after the half ``pad_± = ±P - S'/2`` with ``S'`` the sum
+    of the other rows then: every row sums to zero and LayerNorm's mean is zero up to
+    rounding, whatever garbage the rows hold."""
+    p = f"blocks.{layer}.attn."
+    pads = [layout.fixed["ln_pad_pos"], layout.fixed["ln_pad_neg"]]
+    others = np.ones(layout.d_model, dtype=bool)
+    others[pads] = False
+    w_o, b_o, w_v = weights[p + "W_O"], weights[p + "b_O"], weights[p + "W_V"]
+    spill = w_o[:, :, others].sum(axis=2) / 2
+    bias_spill = b_o[others].sum() / 2
+    head = next(k for k, h in enumerate(attn.heads) if h.read == SELF)
+    for pad in pads:
+        w_o[:, :, pad] -= spill
+        b_o[pad] -= bias_spill
+        w_v[head, others, attn.heads[head].out_rows.index(pad)] -= 0.5
 
 
 def _weights(program: Program, layout: Layout, shape: ModelShape, attn_halves: list,

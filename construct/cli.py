@@ -216,12 +216,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true", help="compare only; exit 1 when out of date")
     p.set_defaults(run=_cmd_docs)
 
-    p = sub.add_parser("bench", help="error and size tables",
-                       description="`rawc bench ops`: observed vs predicted error per operation "
-                                   "(float64, float32); `rawc bench sizes`: width, depth, "
-                                   "parameters and error across d beside the paper's counts.")
-    p.add_argument("what", choices=("ops", "sizes"))
+    p = sub.add_parser(
+        "bench", help="size, depth, time and error tables beside the paper and the bounds",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="`rawc bench` (= `rawc bench sizes`): for gd (d = 1..64) and "
+                    "sherman-morrison (d = 1..32): layers and width beside the paper's counts "
+                    "and beside the lower bounds (critical path; largest live set), parameters, "
+                    "compile time and peak memory, verify time for --trials tasks, and float64 / "
+                    "float32 end-to-end error, then whether the goals are met (gd <= 3 layers, "
+                    "one Sherman-Morrison update <= 6, width <= 1.5x the bound). Takes about a "
+                    "minute; --max-d 16 for a quick look.\n\n`rawc bench ops`: observed vs "
+                    "predicted error of each lowered operation in isolation.")
+    p.add_argument("what", nargs="?", choices=("sizes", "ops"), default="sizes")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--trials", type=int, default=1000,
+                   help="tasks per verify in `bench sizes` (default 1000)")
+    p.add_argument("--max-d", type=int, default=64, help="largest d to measure (default 64)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=_cmd_bench)
 

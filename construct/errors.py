@@ -42,16 +42,18 @@ Then ``sigma^2 = (2 P^2 + E - L mu^2) / L + eps_ln`` with ``E`` the energy of al
 and each value is recovered with relative error ``<= E / (2 P^2)`` (the paper's bypass is
 ``O(1/P)``; keeping ``x`` out of the pads makes it ``O(1/P^2)``).
 
-*LayerNorm mean shift.* LayerNorm subtracts the row mean ``mu``; the pads cancel in it, so
-``|mu| <= M = sum_r G_r / L`` over the other rows' bounds ``G_r``. The zero row makes a unit's
-input the difference ``g (z_a - z_0)``, in which ``mu`` cancels exactly, but each ``z`` is
-rounded at ``|h - mu| <= |h| + M`` (subtract, scale), so a factor read through LayerNorm is
-off by at most ``4 u (|a| + M)`` in value units. The linear parts of the three GeLU units of
-a product cancel only in exact arithmetic: ``kappa`` times those unit-input errors
-(``G' ~ 1/2``) gives ``b sqrt(pi/2) (B da + A db) / eps``, i.e.
-``4 b sqrt(pi/2) (2 A B + M (A + B)) / eps`` multiples of ``u``. Garbage left in rows that
-are read later thus costs accuracy in every product layer; a pass-through (division, old
-value removal) has no ``kappa`` and pays ``4 u M`` per value.
+*LayerNorm mean shift.* LayerNorm subtracts the row mean ``mu`` before it scales. The zero
+row makes a unit's input the difference ``g (z_a - z_0)``, in which ``mu`` cancels exactly, but
+each ``z`` is rounded at ``|h - mu|``, so a factor read through LayerNorm is off by at most
+``4 u (|a| + |mu|)`` in value units; the linear parts of a product's three GeLU units cancel
+only in exact arithmetic, so ``kappa`` times those input errors (``G' ~ 1/2``) gives
+``4 b sqrt(pi/2) (2 A B + |mu| (A + B)) / eps`` multiples of ``u``. Dead values left in rows
+would make ``|mu|`` as large as their mean; so each layer's attention writes the pads as
+``+P - S/2`` and ``-P - S/2``, ``S`` the sum of every other row after the half (*zero-mean
+pads*: the self head reads the rows' sum, every head subtracts half the sum of what it
+writes). The residual LayerNorm sees then sums to zero up to rounding,
+``|mu| <= 4 u (P + S) / L``, and ``S`` enters only the energy: ``E + S^2 / 2``. A pass-through
+(division, old-value removal) has no ``kappa`` and pays ``4 u |mu|`` per value.
 
 *LayerNorm division (Lemma 8).* Pads ``+N c``, ``-N c`` make ``sigma ~ N |c| sqrt(2/L)``;
 ``y / sigma * N sqrt(2/L) = y / |c| (1 + X)^{-1/2}`` with
@@ -119,11 +121,16 @@ def gelu_product_rounding(inner: int, left_bound: float, right_bound: float,
 
 
 def layernorm_shift_rounding(inner: int, left_bound: float, right_bound: float, scale: float,
-                             mean_bound: float) -> float:
-    """Rounding a GeLU product suffers from LayerNorm's mean subtraction, in multiples of ``u``
-    (see *LayerNorm mean shift*)."""
-    return (4 * inner * math.sqrt(math.pi / 2)
-            * (2 * left_bound * right_bound + mean_bound * (left_bound + right_bound)) / scale)
+                             mean_count: float) -> dict[str, float]:
+    """Absolute rounding a GeLU product suffers from LayerNorm's mean subtraction, per dtype,
+    with ``|mu| <= mean_count * u`` (see *LayerNorm mean shift*)."""
+    out = {}
+    for dtype in ("float64", "float32"):
+        u = unit_roundoff(dtype)
+        mean = mean_count * u
+        out[dtype] = (4 * inner * math.sqrt(math.pi / 2) * u
+                      * (2 * left_bound * right_bound + mean * (left_bound + right_bound)) / scale)
+    return out
 
 
 def fixed_scale_ln_error(energy: float, pad: float) -> float:

@@ -28,7 +28,7 @@ import numpy as np
 
 from construct import errors
 from construct.analysis import Bounds
-from construct.config import CompileConfig
+from construct.config import CompileConfig, unit_roundoff
 from construct.layout import Layout
 from construct.fusion import LinearForm
 from construct.program import Div, Mul, Program
@@ -104,7 +104,9 @@ def placements(program: Program, schedule: Schedule, layer: Layer, forms: dict[i
 def lower_mlp(program: Program, schedule: Schedule, layer_index: int,
               forms: dict[int, LinearForm], layout: Layout, bounds: Bounds,
               config: CompileConfig, ln_mode: object, cleared: frozenset[int], energy: float,
-              garbage: np.ndarray, pad_bound: float, first_writes: frozenset[int]) -> MLPHalf:
+              garbage: np.ndarray, pad_bound: float, first_writes: frozenset[int],
+              mean_count: float = 0.0) -> MLPHalf:
+    """``mean_count``: LayerNorm's mean is at most ``mean_count * u`` (zero-mean pads)."""
     layer = schedule.layers[layer_index]
     d_model = layout.d_model
     placement = placements(program, schedule, layer, forms, layout)
@@ -121,8 +123,7 @@ def lower_mlp(program: Program, schedule: Schedule, layer_index: int,
         read_scale = 1.0
     if ln_mode != "mul":
         ln_rel = 0.0
-    pads = [layout.fixed[name] for name in ("ln_pad_pos", "ln_pad_neg") if name in layout.fixed]
-    mean_bound = float(np.delete(garbage, pads).sum()) / d_model if uses_ln else 0.0
+    mean_count = mean_count if uses_ln else 0.0
     for i in (j for j in layer.mlp if j not in schedule.fused):
         op = program.ops[i]
         before = bounds.before[i]
@@ -145,9 +146,9 @@ def lower_mlp(program: Program, schedule: Schedule, layer_index: int,
             rounding = (errors.gelu_product_rounding(op.b, left_bound, right_bound,
                                                      config.mul_scale)
                         + (d_model + 8) * 2 * product * uses_ln)
-            if uses_ln:
-                rounding += errors.layernorm_shift_rounding(op.b, left_bound, right_bound,
-                                                            config.mul_scale, mean_bound)
+            shift = (errors.layernorm_shift_rounding(op.b, left_bound, right_bound,
+                                                     config.mul_scale, mean_count)
+                     if uses_ln else errors.per_dtype(0.0))
             mechanism = "GeLU product" + (" through fixed-scale LayerNorm" if uses_ln else "")
         elif isinstance(op, Div):
             gain = float(op.min_abs) / (before[op.num] or 1.0)
@@ -158,8 +159,9 @@ def lower_mlp(program: Program, schedule: Schedule, layer_index: int,
             relative += 2 * leak * (pad_bound + config.div_scale * before[op.den]) / (
                 config.div_scale * float(op.min_abs))
             approx = relative * result
-            rounding = (d_model + 12) * result + 4 * (before[op.num] + mean_bound) / float(
-                op.min_abs)
+            rounding = (d_model + 12) * result + 4 * before[op.num] / float(op.min_abs)
+            shift = {dtype: 4 * mean_count * unit_roundoff(dtype) ** 2 / float(op.min_abs)
+                     for dtype in ("float64", "float32")}
             mechanism = "LayerNorm division"
         else:
             raise TypeError(f"op {i + 1} is not an MLP op")
@@ -177,8 +179,12 @@ def lower_mlp(program: Program, schedule: Schedule, layer_index: int,
                 remove[row] = -1.0
                 units.pass_through(row, read_scale, 1.0 / (old or 1.0), remove)
             approx += scale * old
-            rounding += 8 * old + (d_model + 8) * old * uses_ln + 4 * mean_bound
-        models.append(errors.ErrorModel(i, mechanism, approx, errors.per_dtype(rounding)))
+            rounding += 8 * old + (d_model + 8) * old * uses_ln
+            shift = {dtype: shift[dtype] + 4 * mean_count * unit_roundoff(dtype) ** 2
+                     for dtype in shift}
+        models.append(errors.ErrorModel(
+            i, mechanism, approx,
+            {dtype: value + shift[dtype] for dtype, value in errors.per_dtype(rounding).items()}))
     if not units.inputs:
         return MLPHalf(np.zeros((d_model, 0)), np.zeros((0, d_model)), tuple(models))
     return MLPHalf(np.stack(units.inputs, axis=1), np.stack(units.outputs, axis=0),

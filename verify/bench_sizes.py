@@ -1,10 +1,19 @@
-"""``rawc bench sizes``: width, depth, parameters, time and error across d, beside the paper.
+"""``rawc bench``: width, depth, parameters, time and error across d, beside the paper and
+beside the lower bounds (``construct.limits``), all measured in one run.
 
 The paper's counts (reference section 3): GD (Appendix A) 9 single-layer ops over
 ``3 + 4d`` data rows plus scratch; Sherman–Morrison (Appendix B) 14 ops over
-``3 + 5d + 3d^2`` data rows plus scratch. rawc's width already includes its scratch, position
-and LayerNorm rows. Errors are end-to-end against the closed form, relative
-(``max|err| / max|ref|``), each dtype with the constants tuned for it.
+``3 + 5d + 3d^2`` data rows plus about ``4d^2`` of scratch. rawc's width already includes its
+scratch, position and LayerNorm rows. The bounds: depth from the critical path in attention
+hops and MLP nonlinearity levels, width from the largest set of rows live at once.
+
+Errors are end-to-end against the closed form, relative (``max|err| / max|ref|``), each dtype
+with the constants tuned for it. Compile time and peak memory (``tracemalloc``: every numpy
+buffer the passes allocate) are for the float64 compilation; verify time is for ``trials``
+tasks in float64 on the CPU with every check of ``rawc verify``.
+
+Goals (issue 7): GD in at most 3 layers, one Sherman–Morrison update in at most 6, width
+within 1.5x the live-set bound.
 """
 from __future__ import annotations
 
@@ -12,68 +21,112 @@ import argparse
 import json
 import sys
 import time
+import tracemalloc
 
 import torch
 
 from construct.algorithms import get_algorithm
 from construct.assemble import compile_program
 from construct.config import CompileConfig, torch_dtype
+from construct.limits import limits
 from construct.model import Transformer
+from construct.schedule import build_schedule
 from verify.runner import verify_model
 
-DIMENSIONS = (1, 2, 4, 8, 16)
+DIMENSIONS = {"gd": (1, 2, 4, 8, 16, 32, 64), "sherman-morrison": (1, 2, 4, 8, 16, 32)}
 PAPER = {"gd": (9, lambda d: 3 + 4 * d), "sherman-morrison": (14, lambda d: 3 + 5 * d + 3 * d * d)}
+GOAL_LAYERS = {"gd": 3, "sherman-morrison": 6}
+GOAL_WIDTH_RATIO = 1.5
+
+
+def _error(compiled, name: str, params: dict[str, object], dtype: str, trials: int,
+           seed: int) -> tuple[float, float, bool]:
+    """(relative end-to-end error, verify seconds, every check passed)."""
+    model = Transformer(compiled.shape, compiled.weights, torch_dtype(dtype))
+    report = verify_model(compiled, model, name, params, dtype=dtype, device=torch.device("cpu"),
+                          trials=trials, seed=seed)
+    closed = next(r for r in report["rows"]
+                  if r["check"].startswith("end-to-end: compiled vs closed"))
+    return closed["max_rel"], report["seconds"], report["ok"]
 
 
 def measure(name: str, d: int, trials: int, seed: int) -> dict[str, object]:
     algorithm = get_algorithm(name)
     params = algorithm.resolve(d=d)
-    row: dict[str, object] = {"algorithm": name, "d": d,
-                              "paper_layers": PAPER[name][0], "paper_data_rows": PAPER[name][1](d)}
-    for dtype in ("float64", "float32"):
-        started = time.perf_counter()
-        compiled = compile_program(algorithm.program(params), CompileConfig.for_dtype(dtype))
-        compile_seconds = time.perf_counter() - started
-        model = Transformer(compiled.shape, compiled.weights, torch_dtype(dtype))
-        report = verify_model(compiled, model, name, params, dtype=dtype,
-                              device=torch.device("cpu"), trials=trials, seed=seed)
-        closed = next(r for r in report["rows"] if r["check"].startswith("end-to-end: compiled vs closed"))
-        row.update({f"{dtype}_rel_error": closed["max_rel"], f"{dtype}_bound": closed["bound"],
-                    f"{dtype}_compile_s": compile_seconds, f"{dtype}_verify_s": report["seconds"]})
-        if dtype == "float64":
-            sequential = compile_program(algorithm.program(params),
-                                         CompileConfig.for_dtype(dtype, schedule="sequential"))
-            row.update({"d_model": compiled.shape.d_model, "layers": compiled.shape.n_layers,
-                        "sequential_layers": sequential.shape.n_layers,
-                        "sequential_d_model": sequential.shape.d_model,
-                        "heads": compiled.shape.n_heads, "d_head": compiled.shape.d_head,
-                        "d_mlp": compiled.shape.d_mlp, "params": compiled.n_params,
-                        "nonzero_params": compiled.n_nonzero_params})
-    return row
+    program = algorithm.program(params)
+    tracemalloc.start()
+    started = time.perf_counter()
+    compiled = compile_program(program, CompileConfig.for_dtype("float64"))
+    compile_seconds = time.perf_counter() - started
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    bound = limits(compiled.program, compiled.layout)
+    f64, verify_seconds, ok64 = _error(compiled, name, params, "float64", trials, seed)
+    f32_model = compile_program(program, CompileConfig.for_dtype("float32"))
+    f32, _, ok32 = _error(f32_model, name, params, "float32", trials, seed)
+    paper_layers, paper_rows = PAPER[name]
+    return {"algorithm": name, "d": d, "paper_layers": paper_layers,
+            "paper_data_rows": paper_rows(d), "layers": compiled.shape.n_layers,
+            "depth_bound": bound.depth,
+            "sequential_layers": build_schedule(compiled.program, "sequential").n_layers,
+            "d_model": compiled.shape.d_model, "width_bound": bound.width,
+            "heads": compiled.shape.n_heads, "d_head": compiled.shape.d_head,
+            "d_mlp": compiled.shape.d_mlp, "params": compiled.n_params,
+            "nonzero_params": compiled.n_nonzero_params, "compile_s": compile_seconds,
+            "compile_peak_mib": peak / 2 ** 20, "verify_s": verify_seconds, "trials": trials,
+            "float64_rel_error": f64, "float32_rel_error": f32, "ok": ok64 and ok32}
 
 
 def format_table(rows: list[dict[str, object]]) -> str:
-    head = (f"{'algorithm':<17}{'d':>3} {'paper L':>7} {'paper rows':>10} {'L':>3} {'L seq':>5} "
-            f"{'d_model':>7} {'heads':>5} {'d_head':>6} {'d_mlp':>5} {'params':>9} {'nonzero':>8} "
-            f"{'f64 rel err':>11} {'f32 rel err':>11} {'compile s':>9} {'verify s':>8}")
+    head = (f"{'algorithm':<17}{'d':>3} | {'L paper':>7} {'L bound':>7} {'L':>3} {'L/bnd':>5} | "
+            f"{'rows paper':>10} {'W bound':>7} {'d_model':>7} {'W/bnd':>5} | "
+            f"{'params (nonzero)':>21} | {'compile s':>9} {'peak MiB':>8} {'verify s':>8} | "
+            f"{'f64 rel err':>11} {'f32 rel err':>11} ok")
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(
-            f"{r['algorithm']:<17}{r['d']:>3} {r['paper_layers']:>7} {r['paper_data_rows']:>10} "
-            f"{r['layers']:>3} {r['sequential_layers']:>5} {r['d_model']:>7} {r['heads']:>5} "
-            f"{r['d_head']:>6} {r['d_mlp']:>5} {r['params']:>9} {r['nonzero_params']:>8} "
-            f"{r['float64_rel_error']:>11.2e} "
-            f"{r['float32_rel_error']:>11.2e} {r['float64_compile_s']:>9.3f} "
-            f"{r['float64_verify_s']:>8.3f}")
+            f"{r['algorithm']:<17}{r['d']:>3} | {r['paper_layers']:>7} {r['depth_bound']:>7} "
+            f"{r['layers']:>3} {r['layers'] / r['depth_bound']:>5.2f} | "
+            f"{r['paper_data_rows']:>10} {r['width_bound']:>7} {r['d_model']:>7} "
+            f"{r['d_model'] / r['width_bound']:>5.2f} | "
+            f"{r['params']:>10} ({r['nonzero_params']:>8}) | {r['compile_s']:>9.3f} "
+            f"{r['compile_peak_mib']:>8.2f} {r['verify_s']:>8.3f} | "
+            f"{r['float64_rel_error']:>11.2e} {r['float32_rel_error']:>11.2e} "
+            f"{'yes' if r['ok'] else 'NO'}")
     return "\n".join(lines)
+
+
+def goals(rows: list[dict[str, object]]) -> list[str]:
+    """One line per goal: met, or what stands in the way."""
+    out = []
+    for name, most in GOAL_LAYERS.items():
+        mine = [r for r in rows if r["algorithm"] == name]
+        if not mine:
+            continue
+        worst = max(mine, key=lambda r: r["layers"])
+        verdict = "met" if worst["layers"] <= most else "MISSED"
+        out.append(f"{name}: at most {most} layers: {verdict} ({worst['layers']} layers at "
+                   f"d = {worst['d']}; critical-path bound {worst['depth_bound']})")
+    worst = max(rows, key=lambda r: r["d_model"] / r["width_bound"])
+    ratio = worst["d_model"] / worst["width_bound"]
+    out.append(f"width within {GOAL_WIDTH_RATIO}x the live-set bound: "
+               f"{'met' if ratio <= GOAL_WIDTH_RATIO else 'MISSED'} (worst {ratio:.2f} for "
+               f"{worst['algorithm']} d = {worst['d']})")
+    return out
 
 
 def main(args: argparse.Namespace) -> int:
     trials = getattr(args, "trials", None) or 1000
+    largest = getattr(args, "max_d", None) or 64
     rows = []
-    for name in PAPER:
-        for d in DIMENSIONS:
+    for name, dims in DIMENSIONS.items():
+        for d in (d for d in dims if d <= largest):
             print(f"measuring {name} d={d} ...", file=sys.stderr, flush=True)
             rows.append(measure(name, d, trials, args.seed))
-    print(json.dumps(rows, indent=2) if args.json else format_table(rows))
-    return 0
+    if args.json:
+        print(json.dumps({"rows": rows, "goals": goals(rows)}, indent=2))
+    else:
+        print(format_table(rows))
+        print()
+        print("\n".join(goals(rows)))
+    return 0 if all(r["ok"] for r in rows) else 1
