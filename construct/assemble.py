@@ -7,6 +7,7 @@ inspected. Weights use TransformerLens names and shapes (``x @ W``); see ``DESIG
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 
@@ -91,6 +92,18 @@ class CompiledModel:
         """Entries that are not zero: the uniform ``d_head`` of the format pads most heads."""
         return int(sum(np.count_nonzero(w) for w in self.weights.values()))
 
+    @functools.cached_property
+    def first_writes(self) -> frozenset[int]:
+        shared = self.source_program.loop is not None and self.config.form == "shared"
+        return first_writes(self.program, self.source_program if shared else None)
+
+    def cleared_rows(self, index: int) -> tuple[int, ...]:
+        """Rows op ``index``'s write must clear of an old value (none on unused rows)."""
+        dst = self.program.ops[index].dst
+        if dst in self.schedule.virtual:
+            return ()
+        return self.layout.rows_to_clear(dst, index in self.first_writes)
+
     def op_bound(self, index: int, dtype: str) -> float:
         return self.errors[index].total(dtype)
 
@@ -140,7 +153,7 @@ def compile_program(program: Program, config: CompileConfig | None = None) -> Co
     pad_bound = (max([config.ln_pad] + [config.div_scale * b for b in den_bounds])
                  + float(np.sum(rest)) / 2)
     mean_count = 4 * (pad_bound + float(np.sum(rest))) / layout.d_model
-    first = _first_writes(program, source if shared else None)
+    first = first_writes(program, source if shared else None)
     attn_halves, mlp_halves, models = [], [], {}
     for index in range(schedule.n_layers):
         mode = _ln_mode(program, schedule, index)
@@ -170,7 +183,7 @@ def compile_program(program: Program, config: CompileConfig | None = None) -> Co
                          source)
 
 
-def _first_writes(program: Program, looped: Program | None) -> frozenset[int]:
+def first_writes(program: Program, looped: Program | None) -> frozenset[int]:
     """Ops that write their slot for the first time: they clear only its reused rows.
 
     In the weight-shared form no op of the loop counts: every iteration must lower alike."""

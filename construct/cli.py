@@ -75,6 +75,14 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     print(f"  width d_model = {shape.d_model}, depth = {shape.depth} layers{stored}, "
           f"heads = {shape.n_heads} x d_head {shape.d_head}, d_mlp = {shape.d_mlp}, "
           f"parameters = {compiled.n_params} ({compiled.n_nonzero_params} nonzero)")
+    from construct.limits import limits
+
+    bound = limits(compiled.program, compiled.layout)
+    print(f"  lower bounds: depth >= {bound.depth} layers (critical path: {bound.critical_halves + 1}"
+          f" halves of attention hops and MLP nonlinearity levels), d_model >= {bound.width} "
+          f"({len(compiled.layout.fixed)} fixed rows + {bound.live_set} rows live at once); "
+          f"{len(compiled.schedule.fused)} affine maps folded, "
+          f"{len(compiled.schedule.virtual)} slots never stored")
     if compiled.source_program.loop is not None and config.form == "stacked":
         print("  (a loop: --form shared stores one stage and keeps the parameter count "
               "constant in n)")

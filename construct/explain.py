@@ -17,6 +17,7 @@ from construct.algorithms import Algorithm
 from construct.assemble import CompiledModel, compile_program
 from construct.config import CompileConfig, unit_roundoff
 from construct.layout import FOREVER
+from construct.limits import limits
 from construct.lower_attention import mlp_clears_in_attention
 from construct.printer import op_text
 from construct.program import Aff, Div, Mov, Mul, Op, Program
@@ -144,15 +145,22 @@ def _section_size(compiled: CompiledModel) -> list[str]:
     paper = [f"{ops} (one per op, Lemma 1)", f"{rows_text} = {n}",
              f"{n} + scratch 4|t| + |w| per op + 2p position units", "2 per layer",
              "— (scratch sits in residual rows)"] if rows else ["—"] * 5
+    bound = limits(program, layout)
     table = _table(["", "this compilation", f"paper, {theorem}"], [
-        ("ops", len(program.ops), ops), ("layers", shape.n_layers, paper[0]),
+        ("ops", len(program.ops), ops),
+        ("layers", f"{shape.n_layers} (critical path: ≥ {bound.depth})", paper[0]),
         ("data rows", layout.d_model - len(layout.fixed), paper[1]),
-        ("d_model", f"{shape.d_model} (data + {len(layout.fixed)} fixed rows)", paper[2]),
+        ("d_model", f"{shape.d_model} (data + {len(layout.fixed)} fixed rows; live set: "
+                    f"≥ {bound.width})", paper[2]),
         ("heads × d_head", f"{shape.n_heads} × {shape.d_head}", paper[3]),
         ("d_mlp", shape.d_mlp, paper[4]), ("parameters", compiled.n_params, "—")])
+    folded = ", ".join(f"`{program.ops[i].dst}`" for i in sorted(compiled.schedule.fused))
     return ["## Size", "", *table, "", "Product scratch lives in the MLP's hidden units "
             "(`d_mlp`), not in residual rows, and slots whose lifetimes do not overlap share rows, "
-            "so the residual stream is narrower than the paper's row map.", ""]
+            "so the residual stream is narrower than the paper's row map. Affine maps cost no "
+            "layer: each is folded into the weights of the half that computes its inputs "
+            f"({folded or 'none here'}), so depth meets the critical path (attention hops and "
+            "MLP nonlinearity levels, `construct/limits.py`).", ""]
 
 
 def _section_layout(compiled: CompiledModel) -> list[str]:
@@ -181,12 +189,15 @@ def _attention_cell(compiled: CompiledModel, l: int) -> str:
     work += [f"writes the ready terms of {_op(program, i)}"
              for i in layer.mlp if i in schedule.fused]
     cleared = sorted(mlp_clears_in_attention(program, schedule, layer))
-    dsts = dict.fromkeys(f"`{program.ops[i].dst}`" for i in (*movs, *cleared))
+    dsts = dict.fromkeys(f"`{program.ops[i].dst}`" for i in sorted((*movs, *cleared))
+                         if compiled.cleared_rows(i))
     work += [f"clears {', '.join(dsts)}"] if dsts else []
     mode = ln_mode(compiled, l)
     if mode is not None:
-        work.append("sets the LN pads to ±P (fixed scale for the products)" if mode == "mul"
-                    else f"sets the LN pads to ±N·`{mode}` (the MLP divides by |`{mode}`|)")
+        work.append("sets the LN pads to ±P − S/2 (fixed scale for the products; with half "
+                    "the other rows' sum S off each pad, LayerNorm's mean is zero)"
+                    if mode == "mul" else
+                    f"sets the LN pads to ±N·`{mode}` − S/2 (the MLP divides by |`{mode}`|)")
     heads = [f"head 0 (self): {'; '.join(work)}"] if work else []
     reads = dict.fromkeys(program.ops[i].read for i in movs)
     heads += [f"head {len(heads) + k} (reads `{read.text()}`): "

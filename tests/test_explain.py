@@ -17,6 +17,7 @@ from construct.algorithms import get_algorithm
 from construct.assemble import compile_program
 from construct.builder import ProgramBuilder, prev
 from construct.config import CompileConfig
+from construct.limits import limits
 from construct.lower_attention import mlp_clears_in_attention
 from verify.propagate import end_to_end_bound
 
@@ -80,7 +81,9 @@ def test_page_size_table_matches_shape_and_paper_counts(page):
     compiled, text = page
     size, d = _section(text, "Size"), compiled.program.d
     shape = compiled.shape
-    assert f"| layers | {shape.n_layers} |" in size
+    bound = limits(compiled.program, compiled.layout)
+    assert f"| layers | {shape.n_layers} (critical path: ≥ {bound.depth}) |" in size
+    assert f"live set: ≥ {bound.width})" in size
     assert f"| heads × d_head | {shape.n_heads} × {shape.d_head} |" in size
     assert f"| d_mlp | {shape.d_mlp} |" in size and f"| parameters | {compiled.n_params} |" in size
     paper = {"gd": "| ops | 6 | 9 |", "sherman-morrison": "| ops | 11 | 14 |"}
