@@ -167,7 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="declared bound B on every input entry (default 4)")
     p.add_argument("--n-ctx", type=int, default=256, help="longest sequence (default 256)")
     p.add_argument("--schedule", choices=("packed", "sequential"), default="packed",
-                   help="packed: independent ops share layers; sequential: one op per layer")
+                   help="packed (default): independent ops share layers and affine maps fold "
+                        "into the weights around them; sequential: one op per layer, the "
+                        "paper's layout")
     p.add_argument("--form", choices=("stacked", "shared"), default="stacked",
                    help="for learners with a repeated stage (sgd, ridge): stacked = every "
                         "layer its own weights; shared = one stage's layers stored once and "

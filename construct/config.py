@@ -39,7 +39,8 @@ class CompileConfig:
 
     ``input_bound`` is the declared bound ``B`` on every input entry; ``n_ctx`` the longest
     sequence the position table holds; ``schedule`` is ``packed`` (independent ops share a
-    layer, Lemma 7, and an MLP op may follow an attention op in the same layer) or
+    layer, Lemma 7, an MLP op may follow an attention op in the same layer, and affine maps
+    fold into the weights of the half that computes their inputs) or
     ``sequential`` (one op per layer, the paper's Lemma 1 layout). ``form`` matters for
     programs with a loop: ``stacked`` compiles the unrolled program (every layer its own
     weights, packed across stage boundaries); ``shared`` gives every iteration the same layers
