@@ -71,10 +71,13 @@ def lifetimes(program: Program, schedule: Schedule) -> dict[str, tuple[int, int]
         if op.dst in schedule.virtual:
             continue
         start = 2 * (half // 2)
+        # A write in an attention half is there after that half: a slot first written in the
+        # same half (its clear, or its value) must not take these rows.
+        end = half + 1 - half % 2
         if op.dst in spans:
-            spans[op.dst][1] = max(spans[op.dst][1], half)
+            spans[op.dst][1] = max(spans[op.dst][1], end)
         else:
-            spans[op.dst] = [start, half]
+            spans[op.dst] = [start, end]
     spans[program.output][1] = FOREVER
     return {name: (a, b) for name, (a, b) in spans.items()}
 

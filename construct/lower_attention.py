@@ -31,7 +31,7 @@ from construct.layout import Layout
 from construct.check import is_mlp_op
 from construct.fusion import SELF, LinearForm
 from construct.positions import query_key
-from construct.program import Aff, MeanOf, Mov, Program, ReadMap
+from construct.program import Aff, Div, MeanOf, Mov, Program, ReadMap
 from construct.schedule import Layer, Schedule
 
 
@@ -67,10 +67,16 @@ def mlp_clears_in_attention(program: Program, schedule: Schedule,
         if dst in schedule.virtual:  # no rows: nothing to clear, nothing to remove
             cleared.add(i)
             continue
-        others = [program.ops[j] for j in (*layer.attn, *layer.mlp)
-                  if j != i and j not in schedule.fused]
-        touched = any(dst == o.dst or dst in o.reads for o in others)
-        if not touched and dst not in program.ops[i].reads:
+        op = program.ops[i]
+        # Another write of dst in this layer (a folded aff's too) must not be cleared twice;
+        # a non-fused MLP op reading dst needs the old value after the attention half. Readers
+        # in the attention half (and a div's divisor, read there for the LayerNorm scale) see
+        # the state before the half, so clearing there does not disturb them.
+        touched = any(dst == program.ops[j].dst
+                      or (dst in program.ops[j].reads and j not in schedule.fused
+                          and schedule.in_mlp_half(j))
+                      for j in (*layer.attn, *layer.mlp) if j != i)
+        if not touched and dst not in ((op.num,) if isinstance(op, Div) else op.reads):
             cleared.add(i)
     return frozenset(cleared)
 

@@ -130,6 +130,10 @@ def build_schedule(program: Program, mode: str = "packed",
     mlp_modes: dict[int, object] = {}
     fused: set[int] = set()
     for i, op in enumerate(program.ops):
+        if isinstance(op, Div) and op.dst == op.num:
+            raise ScheduleError(f"op {i + 1} (div -> {op.dst}): a div cannot overwrite its "
+                                "numerator (its MLP sees every row divided by |den|, so it "
+                                "cannot remove the old value); write the quotient elsewhere")
         mlp = is_mlp_op(op)
         if i in barriers and placer.half_of:
             floor = 2 * (max(placer.half_of) // 2 + 1)
@@ -152,7 +156,14 @@ def build_schedule(program: Program, mode: str = "packed",
         if mlp and uses_ln:
             wanted_mode = ("div", op.den, placer.last_write.get(op.den)) if isinstance(op, Div) \
                 else "mul"
-            while mlp_modes.setdefault(half // 2, wanted_mode) != wanted_mode:
+            while True:
+                # a div's MLP sees every row divided by |den|, so it cannot remove an old value:
+                # no other op of its layer may write its destination or read it in the MLP
+                busy = (isinstance(op, Div) and explicit is None
+                        and (op.dst in placer.touched.get(half // 2, ())
+                             or placer.written_at(op.dst) >= 2 * (half // 2)))
+                if not busy and mlp_modes.setdefault(half // 2, wanted_mode) == wanted_mode:
+                    break
                 if explicit is not None:
                     raise ScheduleError(
                         f"op {i + 1} ({type(op).__name__.lower()} -> {op.dst}) shares layer "

@@ -10,7 +10,7 @@ errors become (first-order perturbation, with exact magnitude bounds ``|a| <= A`
   lower bound, ``R`` the bound on the quotient, ``y/c' - y/c = (y/c)(c - c')/c'``; infinite
   when ``e_den >= m``).
 
-Inputs enter with their rounding to the model dtype (``u B``). Op bounds are evaluated at the
+Inputs enter with their rounding to the model dtype (``u B``), prior values with theirs. Op bounds are evaluated at the
 exact-value magnitude bounds; the perturbed inputs exceed those by at most ``e``, a second-order
 effect at the error levels where the bounds are meaningful.
 """
@@ -21,12 +21,22 @@ from construct.config import unit_roundoff
 from construct.program import Aff, Div, Mov, Mul
 
 
+def initial_errors(compiled: CompiledModel, dtype: str) -> dict[str, float]:
+    """Every slot's error before the first op: the inputs' and the prior values' rounding to
+    the model dtype (``u`` times their largest entry); zero elsewhere."""
+    program, u = compiled.program, unit_roundoff(dtype)
+    current = {s.name: 0.0 for s in program.slots}
+    for name in (program.x_slot, program.y_slot):
+        current[name] = u * compiled.config.input_bound
+    for name, values in program.prior:
+        current[name] = u * max(abs(float(v)) for v in values)
+    return current
+
+
 def propagated_bounds(compiled: CompiledModel, dtype: str) -> tuple[dict[str, float], ...]:
     """``out[i]``: bound on every slot's error right after op ``i`` (``out[-1]``: the end)."""
     program = compiled.program
-    current = {s.name: 0.0 for s in program.slots}
-    for name in (program.x_slot, program.y_slot):
-        current[name] = unit_roundoff(dtype) * compiled.config.input_bound
+    current = initial_errors(compiled, dtype)
     out = []
     for i, op in enumerate(program.ops):
         before = compiled.bounds.before[i]
@@ -36,9 +46,9 @@ def propagated_bounds(compiled: CompiledModel, dtype: str) -> tuple[dict[str, fl
                 inherited = current[src]
             case Aff(terms=terms):
                 rows = len(terms[0][1]) if terms else 0
-                inherited = max((sum(sum(abs(float(w)) for w in matrix[r]) * current[name]
-                                     for name, matrix in terms) for r in range(rows)),
-                                default=0.0)
+                inherited = max((sum(abs(float(w)) * current[name]  # zero weight: no error
+                                     for name, matrix in terms for w in matrix[r] if w != 0)
+                                 for r in range(rows)), default=0.0)
             case Mul(left=left, right=right, b=b):
                 e_l, e_r = current[left], current[right]
                 inherited = b * (before[left] * e_r + before[right] * e_l + e_l * e_r)
@@ -50,7 +60,8 @@ def propagated_bounds(compiled: CompiledModel, dtype: str) -> tuple[dict[str, fl
                     quotient = compiled.bounds.of_op_result(i, program)
                     inherited = (current[num] + quotient * e_den) / (m - e_den)
         current = dict(current)
-        current[op.dst] = own + inherited
+        total = own + inherited
+        current[op.dst] = total if total == total else float("inf")  # 0 * inf: no bound
         out.append(current)
     return tuple(out)
 

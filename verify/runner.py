@@ -40,7 +40,7 @@ from construct.inputs import validate_tokens
 from construct.model import Transformer, decode
 from verify import metrics
 from verify.report import format_report
-from verify.propagate import propagated_bounds
+from verify.propagate import initial_errors, propagated_bounds
 from verify.solvers import checked_prefixes, closed_form_prediction
 from verify.tasks import make_tasks
 
@@ -170,7 +170,7 @@ def verify_model(compiled: CompiledModel, model: Transformer, algorithm: str,
     n_examples = int(params.get("n", 1))
     prefixes = checked_prefixes(algorithm, n_examples)
     bounds = propagated_bounds(compiled, dtype)
-    input_error = config.input_bound * (2.0 ** -24 if dtype == "float32" else 2.0 ** -53)
+    input_errors = initial_errors(compiled, dtype)
     stats: dict[tuple[int, str], ErrorStat] = {}
     local: dict[int, ErrorStat] = {}
     end_interp = ErrorStat("end-to-end: compiled vs interpreter", bounds[-1][program.output])
@@ -195,7 +195,7 @@ def verify_model(compiled: CompiledModel, model: Transformer, algorithm: str,
             for name, writer in _slot_reference(compiled, layer).items():
                 key = (layer, name)
                 if key not in stats:
-                    bound = input_error if writer < 0 else bounds[writer][name]
+                    bound = input_errors[name] if writer < 0 else bounds[writer][name]
                     stats[key] = ErrorStat(f"layer {layer} {name}", bound)
                 stats[key].update(decode(resid, compiled.layout.rows(name)),
                                   trace.states[writer + 1][name])
