@@ -108,13 +108,15 @@ class CompiledModel:
         return self.errors[index].total(dtype)
 
 
-def _ln_mode(program: Program, schedule: Schedule, layer_index: int) -> object:
+def ln_mode(program: Program, schedule: Schedule, layer_index: int) -> str | None:
+    """``None`` (no LayerNorm work), ``"mul"`` (fixed scale) or the divisor slot's name.
+
+    A layer's MLP half always holds a mul or div when it holds anything: an affine map is
+    folded there only beside the product or quotient it takes."""
     layer = schedule.layers[layer_index]
     if not schedule.uses_layernorm or not layer.mlp:
         return None
     divs = [program.ops[i] for i in layer.mlp if isinstance(program.ops[i], Div)]
-    if not divs and all(i in schedule.fused for i in layer.mlp):
-        return None
     return divs[0].den if divs else "mul"
 
 
@@ -138,30 +140,31 @@ def compile_program(program: Program, config: CompileConfig | None = None) -> Co
     if shared:
         loop = source.loop
         bounds = bounds.uniform_over_loop(loop.start, loop.length, loop.times)
-    garbage = row_bounds(program, layout, bounds)
-    for i in schedule.fused:  # a folded aff's rows hold its ready terms until the MLP adds
+    held = row_bounds(program, layout, bounds)  # what a row holds from layer to layer
+    during = held.copy()  # also mid-layer: a folded aff's ready terms before the MLP adds
+    for i in schedule.fused:
         if program.ops[i].dst in layout.slots:
             rows = layout.rows(program.ops[i].dst)
-            garbage[rows.start:rows.stop] = np.maximum(
-                garbage[rows.start:rows.stop], affine_size(program.ops[i], bounds.before[i])[0])
+            during[rows.start:rows.stop] = np.maximum(
+                during[rows.start:rows.stop], affine_size(program.ops[i], bounds.before[i])[0])
     pads = [layout.fixed[name] for name in LN_ROWS[1:] if name in layout.fixed]
-    rest = np.delete(garbage, pads)
+    rest = np.delete(during, pads)
+    row_sum = float(np.sum(rest))
     # The pads also carry -S/2 each, S the sum of the other rows (zero-mean residual).
-    energy = float(np.sum(rest ** 2) + np.sum(rest) ** 2 / 2)
+    energy = float(np.sum(rest ** 2)) + row_sum ** 2 / 2
     den_bounds = [bounds.before[i][op.den] for i, op in enumerate(program.ops)
                   if isinstance(op, Div)]
-    pad_bound = (max([config.ln_pad] + [config.div_scale * b for b in den_bounds])
-                 + float(np.sum(rest)) / 2)
-    mean_count = 4 * (pad_bound + float(np.sum(rest))) / layout.d_model
+    pad_bound = max([config.ln_pad] + [config.div_scale * b for b in den_bounds]) + row_sum / 2
+    mean_count = 4 * (pad_bound + row_sum) / layout.d_model
     first = first_writes(program, source if shared else None)
+    modes = [ln_mode(program, schedule, index) for index in range(schedule.n_layers)]
     attn_halves, mlp_halves, models = [], [], {}
-    for index in range(schedule.n_layers):
-        mode = _ln_mode(program, schedule, index)
+    for index, mode in enumerate(modes):
         forms = layer_forms(program, schedule, layout, index)
         attn = lower_attention(program, schedule, index, forms, layout, bounds, config, mode,
-                               first)
+                               first, held)
         mlp = lower_mlp(program, schedule, index, forms, layout, bounds, config, mode,
-                        attn.cleared, energy, garbage, pad_bound, first, mean_count)
+                        attn.cleared, energy, held, pad_bound, first, mean_count)
         attn_halves.append(attn)
         mlp_halves.append(mlp)
         models.update({m.op_index: m for m in (*attn.errors, *mlp.errors)})
@@ -173,8 +176,8 @@ def compile_program(program: Program, config: CompileConfig | None = None) -> Co
         n_ctx=config.n_ctx, d_in=program.d + 1, d_out=1, act_fn="gelu", ln1=False,
         ln2=schedule.uses_layernorm, ln_eps=config.ln_eps, prior_column=program.prior_column)
     weights = _weights(program, layout, shape, attn_halves, mlp_halves)
-    for index in range(schedule.n_layers):
-        if _ln_mode(program, schedule, index) is not None:
+    for index, mode in enumerate(modes):
+        if mode is not None:
             _balance_pads(weights, layout, index, attn_halves[index])
     if shared:
         shape, weights = _share_loop(source, schedule, shape, weights)

@@ -133,6 +133,13 @@ def layernorm_shift_rounding(inner: int, left_bound: float, right_bound: float, 
     return out
 
 
+def layernorm_shift_pass_through(mean_count: float, gain: float = 1.0) -> dict[str, float]:
+    """Absolute rounding a pass-through of gain ``gain`` suffers from LayerNorm's mean, per
+    dtype: ``4 u |mu| gain`` with ``|mu| <= mean_count * u`` (see *LayerNorm mean shift*)."""
+    return {dtype: 4 * mean_count * unit_roundoff(dtype) ** 2 * gain
+            for dtype in ("float64", "float32")}
+
+
 def fixed_scale_ln_error(energy: float, pad: float) -> float:
     """Relative error of a value read through LayerNorm held at a fixed scale by pads."""
     return energy / (2 * pad ** 2)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from construct import assemble
 from construct.algorithms import Algorithm
 from construct.assemble import CompiledModel, compile_program
 from construct.config import CompileConfig, unit_roundoff
@@ -109,10 +110,7 @@ def mlp_units(program: Program, op: Op, cleared: bool) -> int:
 
 def ln_mode(compiled: CompiledModel, layer: int) -> str | None:
     """``None`` (no LayerNorm work), ``"mul"`` (fixed scale) or the divisor slot's name."""
-    ops = [compiled.program.ops[i] for i in compiled.schedule.layers[layer].mlp]
-    if not compiled.schedule.uses_layernorm or not ops:
-        return None
-    return next((op.den for op in ops if isinstance(op, Div)), "mul")
+    return assemble.ln_mode(compiled.program, compiled.schedule, layer)
 
 
 def _section_what(compiled: CompiledModel, params: dict[str, object]) -> list[str]:

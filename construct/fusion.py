@@ -30,7 +30,7 @@ import numpy as np
 
 from construct.layout import Layout
 from construct.program import Aff, Div, Mov, Mul, Prev, Program, ReadMap
-from construct.schedule import Schedule
+from construct.schedule import Schedule, folded_reader
 
 SELF = Prev(k=0)
 
@@ -103,6 +103,6 @@ def folded_inputs(program: Program, schedule: Schedule, index: int) -> tuple[tup
     out = []
     for name, matrix in op.terms:
         j = writer.get(name)
-        if j is not None and schedule.layer_of(j) == schedule.layer_of(index):
+        if j is not None and folded_reader(schedule.half_of, j, index):
             out.append((j, max(sum(abs(float(w)) for w in row) for row in matrix)))
     return tuple(out)

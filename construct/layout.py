@@ -94,6 +94,7 @@ def allocate(program: Program, schedule: Schedule) -> Layout:
     order = sorted((n for n in spans if n not in placed), key=lambda n: (spans[n][0], n))
     priors = {name for name, _ in program.prior}
     reused = {name: tuple(range(*placed[name])) for name in placed}
+    used = {row for start, stop in placed.values() for row in range(start, stop)}
     for name in order:
         size = slots[name].size
         start = base
@@ -104,9 +105,9 @@ def allocate(program: Program, schedule: Schedule) -> Layout:
             if not clash:
                 break
             start = max(clash)
-        used = {row for s, stop in placed.values() for row in range(s, stop)}
         reused[name] = tuple(row for row in range(start, start + size)
                              if row in used or name in priors)
+        used.update(range(start, start + size))
         placed[name] = (start, start + size)
     d_model = max([stop for _, stop in placed.values()] + [base])
     return Layout(d_model, placed, fixed, spans, reused)

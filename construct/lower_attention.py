@@ -96,12 +96,12 @@ def row_bounds(program: Program, layout: Layout, bounds: Bounds) -> np.ndarray:
 def lower_attention(program: Program, schedule: Schedule, layer_index: int,
                     forms: dict[int, LinearForm], layout: Layout, bounds: Bounds,
                     config: CompileConfig, ln_mode: object,
-                    first_writes: frozenset[int]) -> AttentionHalf:
+                    first_writes: frozenset[int], garbage: np.ndarray) -> AttentionHalf:
     """The heads of one attention half: every materialised value's read and bias parts
-    (``construct.fusion``), the clearing of old values and the LayerNorm pads."""
+    (``construct.fusion``), the clearing of old values (``garbage``: ``row_bounds``) and the
+    LayerNorm pads."""
     layer = schedule.layers[layer_index]
     d_model, n_ctx, hardness = layout.d_model, config.n_ctx, config.attn_hardness
-    garbage = row_bounds(program, layout, bounds)
     values: dict[ReadMap, dict[int, np.ndarray]] = {}
     b_o = np.zeros(d_model)
     models: list[errors.ErrorModel] = []

@@ -28,7 +28,7 @@ import numpy as np
 
 from construct import errors
 from construct.analysis import Bounds
-from construct.config import CompileConfig, unit_roundoff
+from construct.config import CompileConfig
 from construct.layout import Layout
 from construct.fusion import LinearForm
 from construct.program import Div, Mul, Program
@@ -160,8 +160,7 @@ def lower_mlp(program: Program, schedule: Schedule, layer_index: int,
                 config.div_scale * float(op.min_abs))
             approx = relative * result
             rounding = (d_model + 12) * result + 4 * before[op.num] / float(op.min_abs)
-            shift = {dtype: 4 * mean_count * unit_roundoff(dtype) ** 2 / float(op.min_abs)
-                     for dtype in ("float64", "float32")}
+            shift = errors.layernorm_shift_pass_through(mean_count, 1 / float(op.min_abs))
             mechanism = "LayerNorm division"
         else:
             raise TypeError(f"op {i + 1} is not an MLP op")
@@ -180,8 +179,8 @@ def lower_mlp(program: Program, schedule: Schedule, layer_index: int,
                 units.pass_through(row, read_scale, 1.0 / (old or 1.0), remove)
             approx += scale * old
             rounding += 8 * old + (d_model + 8) * old * uses_ln
-            shift = {dtype: shift[dtype] + 4 * mean_count * unit_roundoff(dtype) ** 2
-                     for dtype in shift}
+            removal = errors.layernorm_shift_pass_through(mean_count)
+            shift = {dtype: shift[dtype] + removal[dtype] for dtype in shift}
         models.append(errors.ErrorModel(
             i, mechanism, approx,
             {dtype: value + shift[dtype] for dtype, value in errors.per_dtype(rounding).items()}))
