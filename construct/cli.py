@@ -78,8 +78,9 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     from construct.limits import limits
 
     bound = limits(compiled.program, compiled.layout)
-    print(f"  lower bounds: depth >= {bound.depth} layers (critical path: {bound.critical_halves + 1}"
-          f" halves of attention hops and MLP nonlinearity levels), d_model >= {bound.width} "
+    print(f"  lower bounds: depth >= {bound.depth} layers (critical path: "
+          f"{bound.critical_halves + 1} halves of attention hops and MLP nonlinearity levels), "
+          f"d_model >= {bound.width} "
           f"({len(compiled.layout.fixed)} fixed rows + {bound.live_set} rows live at once); "
           f"{len(compiled.schedule.fused)} affine maps folded, "
           f"{len(compiled.schedule.virtual)} slots never stored")
@@ -234,15 +235,15 @@ def build_parser() -> argparse.ArgumentParser:
                     "and beside the lower bounds (critical path; largest live set), parameters, "
                     "compile time and peak memory, verify time for --trials tasks, and float64 / "
                     "float32 end-to-end error, then whether the goals are met (gd <= 3 layers, "
-                    "one Sherman-Morrison update <= 6, width <= 1.5x the bound). Takes about a "
-                    "minute; --max-d 16 for a quick look.\n\n`rawc bench ops`: observed vs "
+                    "one Sherman-Morrison update <= 6, width <= 1.5x the bound). Takes about 20 "
+                    "s on two cores; --max-d 16 for a quick look.\n\n`rawc bench ops`: observed vs "
                     "predicted error of each lowered operation in isolation.")
     p.add_argument("what", nargs="?", choices=("sizes", "ops"), default="sizes")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the random tasks (default 0)")
     p.add_argument("--trials", type=int, default=1000,
                    help="tasks per verify in `bench sizes` (default 1000)")
     p.add_argument("--max-d", type=int, default=64, help="largest d to measure (default 64)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="the rows as JSON instead of a table")
     p.set_defaults(run=_cmd_bench)
 
     from construct.lsa_cli import add_train_parser  # rawc train-lsa: verify/lsa_train.py

@@ -91,7 +91,8 @@ def layer_forms(program: Program, schedule: Schedule, layout: Layout,
     return forms
 
 
-def folded_inputs(program: Program, schedule: Schedule, index: int) -> tuple[tuple[int, float], ...]:
+def folded_inputs(program: Program, schedule: Schedule,
+                  index: int) -> tuple[tuple[int, float], ...]:
     """For a fused aff: the same-layer ops whose values it takes, with ``|W_t|_inf`` (the
     factor by which their errors enter its value)."""
     if index not in schedule.fused:

@@ -104,7 +104,8 @@ class _Placer:
             return None
         if newest % 2 == 0:
             return newest if self.last_read.get(op.dst, 0) <= newest else None
-        if self.last_read.get(op.dst, 0) > newest - 1 or op.dst in self.touched.get(newest // 2, ()):
+        layer_touches = self.touched.get(newest // 2, ())
+        if self.last_read.get(op.dst, 0) > newest - 1 or op.dst in layer_touches:
             return None
         return newest
 

@@ -10,9 +10,9 @@ errors become (first-order perturbation, with exact magnitude bounds ``|a| <= A`
   lower bound, ``R`` the bound on the quotient, ``y/c' - y/c = (y/c)(c - c')/c'``; infinite
   when ``e_den >= m``).
 
-Inputs enter with their rounding to the model dtype (``u B``), prior values with theirs. Op bounds are evaluated at the
-exact-value magnitude bounds; the perturbed inputs exceed those by at most ``e``, a second-order
-effect at the error levels where the bounds are meaningful.
+Inputs enter with their rounding to the model dtype (``u B``), prior values with theirs. Op
+bounds are evaluated at the exact-value magnitude bounds; the perturbed inputs exceed those by
+at most ``e``, a second-order effect at the error levels where the bounds are meaningful.
 """
 from __future__ import annotations
 

@@ -121,16 +121,15 @@ def local_bounds(compiled: CompiledModel, dtype: str) -> tuple[float, ...]:
 
 
 def _check_halves(compiled: CompiledModel, cache, kinds: tuple[str, ...], dtype: str,
-                  stats: dict[int, ErrorStat]) -> None:
+                  bounds: tuple[float, ...], stats: dict[int, ErrorStat]) -> None:
     """Every op against the interpreter applied to the compiled model's own input state.
 
     This isolates each lowered op's error from the errors it inherits: the bound is the op's
     own error model, so it stays tight however deep the program (the propagated bounds of
     long recursions such as stacked Sherman–Morrison may be vacuous). An affine map folded
     into its layer takes the values it folds from the interpreter, run on the state before
-    the layer, and is held to its own bound plus theirs (``local_bounds``)."""
+    the layer, and is held to its own bound plus theirs (``bounds``: ``local_bounds``)."""
     program, layout, schedule = compiled.program, compiled.layout, compiled.schedule
-    bounds = local_bounds(compiled, dtype)
     for layer_index, layer in enumerate(schedule.layers):
         start, middle, end = cache.residuals[2 * layer_index:2 * layer_index + 3]
         in_layer: dict[str, torch.Tensor] = {}
@@ -171,6 +170,7 @@ def verify_model(compiled: CompiledModel, model: Transformer, algorithm: str,
     prefixes = checked_prefixes(algorithm, n_examples)
     bounds = propagated_bounds(compiled, dtype)
     input_errors = initial_errors(compiled, dtype)
+    own_bounds = local_bounds(compiled, dtype)
     stats: dict[tuple[int, str], ErrorStat] = {}
     local: dict[int, ErrorStat] = {}
     end_interp = ErrorStat("end-to-end: compiled vs interpreter", bounds[-1][program.output])
@@ -200,7 +200,7 @@ def verify_model(compiled: CompiledModel, model: Transformer, algorithm: str,
                 stats[key].update(decode(resid, compiled.layout.rows(name)),
                                   trace.states[writer + 1][name])
         _check_halves(compiled, cache, program.column_kinds(tasks.tokens.shape[-2]), dtype,
-                      local)
+                      own_bounds, local)
         columns = [program.first_x_column + 2 * k for k in prefixes]
         exact = trace.final[program.output][:, columns, 0]
         closed = closed_form_prediction(algorithm, params, tasks)
