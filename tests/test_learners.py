@@ -113,8 +113,11 @@ def test_shared_form_keeps_parameters_constant_in_n(name: str) -> None:
         for form in ("stacked", "shared"):
             compiled = compile_program(algorithm.program(params), CompileConfig(form=form))
             sizes[form, n] = (compiled.n_params, compiled.shape.depth, compiled.shape.n_layers)
+            stage = compiled.shape.loop[1] if form == "shared" else None
     assert sizes["shared", 2][0] == sizes["shared", 6][0]
-    assert sizes["stacked", 6][0] > 1.5 * sizes["stacked", 2][0]  # a block per stage
+    # stacked: every stage stores its own blocks (4 more stages, 4 more stage blocks)
+    assert sizes["stacked", 6][2] - sizes["stacked", 2][2] == 4 * stage
+    assert sizes["stacked", 6][0] > 1.5 * sizes["stacked", 2][0]
     assert sizes["shared", 6][1] > sizes["shared", 2][1]  # depth still grows with n
     assert sizes["shared", 6][2] == sizes["shared", 2][2]  # stored blocks do not
 
