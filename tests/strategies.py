@@ -21,8 +21,8 @@ from fractions import Fraction
 
 from hypothesis import strategies as st
 
-from construct.builder import ProgramBuilder, column, mean_of, prev
-from construct.program import Program
+from construct.language.builder import ProgramBuilder, column, mean_of, prev
+from construct.language.program import Program
 
 READ_MAPS = (prev(), prev(k=2), prev(on="y"), prev(on="x"), column(0), mean_of("x"))
 KINDS = ("mov", "aff", "mul", "div")

@@ -1,4 +1,4 @@
-"""construct.algorithms: the paper's listing and the builder program compile to models that agree."""
+"""construct.algorithms.theorems: the paper's listing and the builder program compile to models that agree."""
 from __future__ import annotations
 
 from fractions import Fraction
@@ -6,13 +6,13 @@ from fractions import Fraction
 import pytest
 import torch
 
-from construct import interpreter
-from construct.algorithms import ALGORITHMS, get_algorithm
-from construct.assemble import compile_program
-from construct.config import CompileConfig
-from construct.model import Transformer
-from construct.program import ProgramError
-from verify.propagate import end_to_end_bound
+from construct.language import interpreter
+from construct.algorithms.theorems import ALGORITHMS, get_algorithm
+from construct.model.assemble import compile_program
+from construct.compiler.config import CompileConfig
+from construct.model.transformer import Transformer
+from construct.language.program import ProgramError
+from construct.compiler.propagate import end_to_end_bound
 from verify.solvers import closed_form_prediction
 from verify.tasks import make_tasks
 

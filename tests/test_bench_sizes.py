@@ -1,11 +1,11 @@
-"""verify.bench_sizes (``rawc bench``): the table's columns come from the compiled models and
+"""verify.bench.sizes (``rawc bench``): the table's columns come from the compiled models and
 the bounds, and the goals line says met or MISSED from those numbers."""
 from __future__ import annotations
 
 import json
 
-from construct.cli import main as cli_main
-from verify import bench_sizes
+from construct.cli.main import main as cli_main
+from verify.bench import sizes as bench_sizes
 
 
 def test_bench_json_rows_sit_at_their_bounds(capsys) -> None:

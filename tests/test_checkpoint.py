@@ -13,12 +13,12 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from construct import interpreter
-from construct.algorithms import gd_program, sherman_morrison_program
-from construct.assemble import compile_program
-from construct.checkpoint import (SCHEMA, Checkpoint, CheckpointError, expected_shapes,
+from construct.language import interpreter
+from construct.algorithms.theorems import gd_program, sherman_morrison_program
+from construct.model.assemble import compile_program
+from construct.model.checkpoint import (SCHEMA, Checkpoint, CheckpointError, expected_shapes,
                                   load_checkpoint, save_checkpoint)
-from construct.model import Transformer
+from construct.model.transformer import Transformer
 
 CASES = {
     "gd": (lambda: gd_program(3), {"d": 3, "alpha": "1/10", "lam": "1/100"}),
@@ -353,7 +353,7 @@ def test_error_while_writing_keeps_old_file(gd_file, tmp_path, monkeypatch):
             out.write(b"partial")
         raise OSError("disk full")
 
-    monkeypatch.setattr("construct.checkpoint.save_file", half_write)
+    monkeypatch.setattr("construct.model.checkpoint.save_file", half_write)
     with pytest.raises(OSError, match="disk full"):
         save_checkpoint(compiled, target)
     assert os.listdir(tmp_path) == ["m.safetensors"]

@@ -1,12 +1,14 @@
-"""construct.course and ``rawc docs``: the committed course is what the code makes today."""
+"""construct.teach.course and ``rawc docs``: the committed course is what the code makes today."""
 from __future__ import annotations
 
 import pathlib
 
 import pytest
 
-from construct import course, explain_command
-from construct.cli import main as cli_main
+from construct.teach import course
+
+from construct.teach import explain_command
+from construct.cli.main import main as cli_main
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
@@ -63,7 +65,7 @@ def test_docs_check_reports_a_stale_page(tmp_path, capsys) -> None:
 
 
 def test_explain_works_for_every_named_algorithm(capsys) -> None:
-    from construct.algorithms import ALGORITHMS
+    from construct.algorithms.theorems import ALGORITHMS
 
     for name in ALGORITHMS:
         assert explain_command.main(explain_command.page_args(name, 1)) == 0

@@ -1,4 +1,4 @@
-"""``construct.explain``: the markdown pages and the committed docs they generate.
+"""``construct.teach.explain``: the markdown pages and the committed docs they generate.
 
 The pages are built from the compiled model only, so the tests check them against the model
 (every slot, every layer, the bounds as the page formats them, MLP units and heads against the
@@ -12,14 +12,16 @@ import re
 import numpy as np
 import pytest
 
-from construct import explain, explain_command
-from construct.algorithms import get_algorithm
-from construct.assemble import compile_program
-from construct.builder import ProgramBuilder, prev
-from construct.config import CompileConfig
-from construct.limits import limits
-from construct.lower_attention import mlp_clears_in_attention
-from verify.propagate import end_to_end_bound
+from construct.teach import explain
+
+from construct.teach import explain_command
+from construct.algorithms.theorems import get_algorithm
+from construct.model.assemble import compile_program
+from construct.language.builder import ProgramBuilder, prev
+from construct.compiler.config import CompileConfig
+from construct.compiler.limits import limits
+from construct.targets.paper.attention import mlp_clears_in_attention
+from construct.compiler.propagate import end_to_end_bound
 
 
 

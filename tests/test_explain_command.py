@@ -1,4 +1,4 @@
-"""``construct.explain_command``: named and checkpoint targets, the files ``--out`` writes."""
+"""``construct.teach.explain_command``: named and checkpoint targets, the files ``--out`` writes."""
 from __future__ import annotations
 
 import argparse
@@ -6,11 +6,13 @@ import argparse
 import numpy as np
 import pytest
 
-from construct import checkpoint, explain_command
-from construct.algorithms import get_algorithm
-from construct.assemble import compile_program
-from construct.config import CompileConfig
-from verify.propagate import end_to_end_bound
+from construct.model import checkpoint
+
+from construct.teach import explain_command
+from construct.algorithms.theorems import get_algorithm
+from construct.model.assemble import compile_program
+from construct.compiler.config import CompileConfig
+from construct.compiler.propagate import end_to_end_bound
 
 
 def _args(target: str, **changes: object) -> argparse.Namespace:

@@ -7,20 +7,20 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from construct import interpreter
-from construct.algorithms import get_algorithm
-from construct.assemble import CompiledModel, compile_program
-from construct.builder import ProgramBuilder, prev
-from construct.check import is_mlp_op
-from construct.config import CompileConfig
-from construct.layout import allocate
-from construct.model import Transformer, decode
-from construct.positions import query_key
-from construct.program import Aff, Div, MeanOf, Mov, Mul, Program
-from construct.schedule import Schedule, ScheduleError, build_schedule, folded_reader
+from construct.language import interpreter
+from construct.algorithms.theorems import get_algorithm
+from construct.model.assemble import CompiledModel, compile_program
+from construct.language.builder import ProgramBuilder, prev
+from construct.language.check import is_mlp_op
+from construct.compiler.config import CompileConfig
+from construct.compiler.layout import allocate
+from construct.model.transformer import Transformer, decode
+from construct.targets.paper.positions import query_key
+from construct.language.program import Aff, Div, MeanOf, Mov, Mul, Program
+from construct.compiler.schedule import Schedule, ScheduleError, build_schedule, folded_reader
 from tests.strategies import random_programs
-from verify.ops import random_tokens
-from verify.propagate import end_to_end_bound, propagated_bounds
+from verify.check.ops import random_tokens
+from construct.compiler.propagate import end_to_end_bound, propagated_bounds
 from verify.tasks import make_tasks
 
 MODES = ("packed", "sequential")
@@ -185,7 +185,7 @@ def check_model(compiled: CompiledModel,
     trace = interpreter.run(program, tokens)
     kinds = program.column_kinds(tokens.shape[-2])
     bounds = propagated_bounds(compiled, "float64")
-    # The propagated bounds are first order (verify.propagate): each op's own bound is taken
+    # The propagated bounds are first order (construct.compiler.propagate): each op's own bound is taken
     # at the exact values' magnitudes, while the model's inputs to it are off by the errors
     # already made. Allow that second-order term, a 1e-6 fraction of the largest error made so
     # far (a leak or a rounding of an error); a missing first-order term is far larger.

@@ -11,9 +11,9 @@ from fractions import Fraction
 import pytest
 import torch
 
-from construct.builder import ProgramBuilder
-from construct.inputs import InputError, validate_tokens
-from construct.program import Aff, Div, Mul, Program, ProgramError, Slot
+from construct.language.builder import ProgramBuilder
+from construct.model.inputs import InputError, validate_tokens
+from construct.language.program import Aff, Div, Mul, Program, ProgramError, Slot
 
 D, BOUND, N_CTX = 3, 4.0, 8
 
@@ -102,9 +102,9 @@ def test_messages_name_the_op() -> None:
 
 
 def test_model_with_a_declared_bound_refuses_inputs_beyond_it() -> None:
-    from construct.algorithms import gd_program
-    from construct.assemble import compile_program
-    from construct.model import Transformer
+    from construct.algorithms.theorems import gd_program
+    from construct.model.assemble import compile_program
+    from construct.model.transformer import Transformer
 
     compiled = compile_program(gd_program(2))
     model = Transformer(compiled.shape, compiled.weights, input_bound=1.0)

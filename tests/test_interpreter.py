@@ -14,10 +14,10 @@ import sympy
 import torch
 from hypothesis import given, strategies as st
 
-from construct import interpreter
-from construct.algorithms import default_w0, gd_program, sherman_morrison_program
-from construct.builder import ProgramBuilder, column, mean_of, prev
-from construct.program import Fixed, MeanOf, Prev, Program, ReadMap
+from construct.language import interpreter
+from construct.algorithms.theorems import default_w0, gd_program, sherman_morrison_program
+from construct.language.builder import ProgramBuilder, column, mean_of, prev
+from construct.language.program import Fixed, MeanOf, Prev, Program, ReadMap
 
 
 def symbols(prefix: str, d: int) -> sympy.Matrix:

@@ -1,4 +1,4 @@
-"""construct.learners: sgd, ridge and gd-batch at every prefix, at the three levels of truth.
+"""construct.algorithms.learners: sgd, ridge and gd-batch at every prefix, at the three levels of truth.
 
 Closed form (verify.solvers) <= interpreter (exact semantics) <= compiled transformer (each
 op checked against its own bound, every prefix against the closed form), in both forms.
@@ -11,14 +11,14 @@ import pytest
 import torch
 from hypothesis import given, strategies as st
 
-from construct import interpreter
-from construct.algorithms import get_algorithm
-from construct.assemble import compile_program
-from construct.config import CompileConfig, torch_dtype
-from construct.inputs import InputError, validate_tokens
-from construct.model import Transformer
-from construct.parser import ParseError, parse_program
-from verify.runner import verify_model
+from construct.language import interpreter
+from construct.algorithms.theorems import get_algorithm
+from construct.model.assemble import compile_program
+from construct.compiler.config import CompileConfig, torch_dtype
+from construct.model.inputs import InputError, validate_tokens
+from construct.model.transformer import Transformer
+from construct.language.parser import ParseError, parse_program
+from verify.check.runner import verify_model
 from verify.solvers import closed_form_prediction
 from verify.tasks import make_tasks
 
@@ -176,7 +176,7 @@ def test_prior_column_token_must_be_zero() -> None:
 
 def test_sgd_bound_is_declared_for_unstable_steps_too() -> None:
     """Beyond alpha d B^2 <= 1 the worst-case |w| bound grows geometrically in n."""
-    from construct.learners import sgd_weight_bound
+    from construct.algorithms.learners import sgd_weight_bound
 
     stable = sgd_weight_bound(4, 16, Fraction(1, 100), Fraction(0), [0.5] * 4, 2.0)
     unstable = sgd_weight_bound(4, 16, Fraction(1, 10), Fraction(0), [0.5] * 4, 2.0)

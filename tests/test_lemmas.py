@@ -1,4 +1,4 @@
-"""verify.lemmas: each trick's derivation holds, and construct.errors' bounds dominate it.
+"""verify.proofs.lemmas: each trick's derivation holds, and construct.compiler.error_models' bounds dominate it.
 
 The error models are numbers; the lemmas are the mathematics. These tests tie them together:
 the compiler's bound must be at least the derived leading term, shrink at the derived order,
@@ -13,8 +13,8 @@ import sympy as sp
 from hypothesis import given
 from hypothesis import strategies as st
 
-from construct import errors
-from verify import lemmas
+from construct.compiler import error_models as errors
+from verify.proofs import lemmas
 
 GELU_KINDS = sorted(lemmas.GELUS)
 

@@ -1,16 +1,16 @@
-"""construct.limits: the depth and width lower bounds hold for every compilation, the named
+"""construct.compiler.limits: the depth and width lower bounds hold for every compilation, the named
 programs reach them, and the critical path is exact on small hand-written programs."""
 from __future__ import annotations
 
 import pytest
 from hypothesis import given, strategies as st
 
-from construct.algorithms import gd_program, sherman_morrison_program
-from construct.builder import ProgramBuilder, prev
-from construct.layout import allocate
-from construct.limits import critical_path, depth_lower_bound, limits
-from construct.program import Program
-from construct.schedule import build_schedule
+from construct.algorithms.theorems import gd_program, sherman_morrison_program
+from construct.language.builder import ProgramBuilder, prev
+from construct.compiler.layout import allocate
+from construct.compiler.limits import critical_path, depth_lower_bound, limits
+from construct.language.program import Program
+from construct.compiler.schedule import build_schedule
 from tests.strategies import random_programs
 
 MODES = ("packed", "sequential")

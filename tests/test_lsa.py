@@ -7,13 +7,13 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from construct.checkpoint import load_checkpoint
-from construct.lsa import LinearSelfAttention, encode, is_lsa_checkpoint, load_lsa, save_lsa
-from construct.lsa_algorithms import (LSA_ALGORITHMS, ahn_gamma, eta_star, gd_iterates,
+from construct.model.checkpoint import load_checkpoint
+from construct.targets.linear.block import LinearSelfAttention, encode, is_lsa_checkpoint, load_lsa, save_lsa
+from construct.algorithms.linear_attention import (LSA_ALGORITHMS, ahn_gamma, eta_star, gd_iterates,
                                       iid_one_step, inverse_gamma, one_step_risk,
                                       reference_prediction)
-from construct.program import ProgramError
-from verify.lsa_verify import block_loop, dual_form_checks, momentum_check, verify_checkpoint
+from construct.language.program import ProgramError
+from verify.check.linear_attention import block_loop, dual_form_checks, momentum_check, verify_checkpoint
 
 RTOL64 = 1e-12
 

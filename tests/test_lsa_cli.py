@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-import verify.lsa_proofs as lsa_proofs
-from construct.cli import main
+from verify.proofs import linear_attention as lsa_proofs
+from construct.cli.main import main
 
 
 def test_list_shows_lsa(capsys):

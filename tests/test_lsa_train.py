@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from verify.lsa_train import TrainConfig, effective_matrix, train
+from verify.training.linear_attention import TrainConfig, effective_matrix, train
 
 
 def test_isotropic_training_finds_eta_star():

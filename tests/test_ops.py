@@ -1,6 +1,6 @@
-"""Each lowered operation, alone, against its error model (``construct.errors``).
+"""Each lowered operation, alone, against its error model (``construct.compiler.error_models``).
 
-``verify.ops.measure`` feeds the op under test the compiled model's own inputs, so the
+``verify.check.ops.measure`` feeds the op under test the compiled model's own inputs, so the
 observed error is the op's alone. Besides ``observed <= predicted`` for every op, the sweeps
 check that the error falls with each constant as the derivation says it should: ``eps^2`` for
 the GeLU product, ``N^-2`` for the LayerNorm division, ``e^-N`` for the softmax read.
@@ -17,11 +17,11 @@ import sys
 import pytest
 from hypothesis import given, strategies as st
 
-from construct.assemble import CompiledModel
-from construct.builder import ProgramBuilder
-from construct.config import CompileConfig
-from construct.program import ProgramError
-from verify.ops import OP_KINDS, compile_op, measure, measure_compiled
+from construct.model.assemble import CompiledModel
+from construct.language.builder import ProgramBuilder
+from construct.compiler.config import CompileConfig
+from construct.language.program import ProgramError
+from verify.check.ops import OP_KINDS, compile_op, measure, measure_compiled
 
 DTYPES = ("float64", "float32")
 SWEEP_D, SWEEP_SEED = 3, 7

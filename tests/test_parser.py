@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from construct import interpreter
-from construct.algorithms import sherman_morrison_program
-from construct.builder import ProgramBuilder, column, mean_of, prev
-from construct.parser import ParseError, parse_program
-from construct.printer import op_text, program_text
-from construct.program import Aff, Div, Fixed, MeanOf, Mov, Prev, ProgramError, identity
+from construct.language import interpreter
+from construct.algorithms.theorems import sherman_morrison_program
+from construct.language.builder import ProgramBuilder, column, mean_of, prev
+from construct.language.parser import ParseError, parse_program
+from construct.language.printer import op_text, program_text
+from construct.language.program import Aff, Div, Fixed, MeanOf, Mov, Prev, ProgramError, identity
 
 # Reference section 3.2, with its notation (λ, α, −), and step 6 corrected to W2 = +λ.
 APPENDIX_A = """\

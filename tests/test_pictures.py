@@ -1,4 +1,4 @@
-"""``construct.pictures``: the teaching pictures are written, readable, deterministic and right."""
+"""``construct.teach.pictures``: the teaching pictures are written, readable, deterministic and right."""
 from __future__ import annotations
 
 import pathlib
@@ -10,10 +10,10 @@ pytest.importorskip("matplotlib")
 
 from matplotlib import image  # noqa: E402
 
-from construct.algorithms import get_algorithm  # noqa: E402
-from construct.assemble import CompiledModel, compile_program  # noqa: E402
-from construct.config import CompileConfig  # noqa: E402
-from construct.pictures import (attention_pattern, row_labels, run_example,  # noqa: E402
+from construct.algorithms.theorems import get_algorithm  # noqa: E402
+from construct.model.assemble import CompiledModel, compile_program  # noqa: E402
+from construct.compiler.config import CompileConfig  # noqa: E402
+from construct.teach.pictures import (attention_pattern, row_labels, run_example,  # noqa: E402
                                 write_pictures)
 
 ALGORITHMS = ("gd", "sherman-morrison")

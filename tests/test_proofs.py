@@ -1,4 +1,4 @@
-"""verify.proofs and ``rawc prove``: every program equals its closed form exactly; wrong ones
+"""verify.proofs.programs and ``rawc prove``: every program equals its closed form exactly; wrong ones
 are refused with the term that differs."""
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from construct import algorithms
-from construct.cli import main as cli_main
-from construct.parser import parse_program
-from verify.proofs import prove_program
+from construct.algorithms import theorems as algorithms
+from construct.cli.main import main as cli_main
+from construct.language.parser import parse_program
+from verify.proofs.programs import prove_program
 
 WRONG_SIGN_GD = algorithms.GD_LISTING.replace("W2 = lam", "W2 = -lam")  # the paper's misprint
 # Appendix B step 10 is A1^-1 = A0^-1 - right; dropping "- right" leaves A1^-1 = I / lam.

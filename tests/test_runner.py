@@ -1,4 +1,4 @@
-"""verify.runner / rawc verify: end to end against the closed form, layer by layer, and failing."""
+"""verify.check.runner / rawc verify: end to end against the closed form, layer by layer, and failing."""
 from __future__ import annotations
 
 import json
@@ -8,13 +8,13 @@ import pytest
 import torch
 from hypothesis import given, strategies as st
 
-from construct.algorithms import get_algorithm, sherman_morrison_program
-from construct.assemble import compile_program
-from construct.checkpoint import load_checkpoint
-from construct.cli import main as cli_main
-from construct.config import CompileConfig, torch_dtype
-from construct.model import Transformer
-from verify.runner import AssumptionError, verify_model
+from construct.algorithms.theorems import get_algorithm, sherman_morrison_program
+from construct.model.assemble import compile_program
+from construct.model.checkpoint import load_checkpoint
+from construct.cli.main import main as cli_main
+from construct.compiler.config import CompileConfig, torch_dtype
+from construct.model.transformer import Transformer
+from verify.check.runner import AssumptionError, verify_model
 
 CPU = torch.device("cpu")
 

@@ -1,15 +1,15 @@
-"""construct.schedule and construct.layout: depth, packing, dependencies, row reuse."""
+"""construct.compiler.schedule and construct.compiler.layout: depth, packing, dependencies, row reuse."""
 from __future__ import annotations
 
 import pytest
 from hypothesis import given, strategies as st
 
-from construct.algorithms import gd_program, sherman_morrison_program
-from construct.builder import ProgramBuilder, prev
-from construct.check import is_mlp_op
-from construct.layout import allocate
-from construct.program import Aff, ProgramError
-from construct.schedule import ScheduleError, build_schedule
+from construct.algorithms.theorems import gd_program, sherman_morrison_program
+from construct.language.builder import ProgramBuilder, prev
+from construct.language.check import is_mlp_op
+from construct.compiler.layout import allocate
+from construct.language.program import Aff, ProgramError
+from construct.compiler.schedule import ScheduleError, build_schedule
 
 
 def test_packed_beats_one_op_per_layer() -> None:

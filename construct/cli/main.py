@@ -1,0 +1,265 @@
+"""The ``rawc`` command line: list, compile, verify, explain, prove, docs, bench."""
+from __future__ import annotations
+
+import argparse
+import sys
+from fractions import Fraction
+
+from construct.language.program import ProgramError
+
+DESCRIPTION = """\
+rawc compiles learning algorithms written in the RAW operation language (mov, mul, div, aff;
+Akyurek et al., ICLR 2023) into the weights of an ordinary transformer, saves them as a
+safetensors checkpoint, and verifies them against a reference interpreter and closed-form
+solvers.
+
+typical use:
+  rawc list
+  rawc compile gd --d 8 --alpha 0.1 --lam 0.01 -o gd.safetensors
+  rawc verify gd.safetensors --trials 10000
+  rawc compile ridge --d 4 --n 16 --lam 0.5 -o ridge.safetensors
+  rawc verify ridge.safetensors --dtype float64
+"""
+
+
+def _algorithm_params(args: argparse.Namespace) -> dict[str, object]:
+    params: dict[str, object] = {"d": args.d}
+    if getattr(args, "n", None) is not None:
+        params["n"] = args.n
+    if args.alpha is not None:
+        params["alpha"] = Fraction(args.alpha)
+    if args.lam is not None:
+        params["lam"] = Fraction(args.lam)
+    if args.w0 is not None:
+        params["w0"] = [Fraction(v) for v in args.w0.split(",")]
+    return params
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from construct.algorithms.theorems import ALGORITHMS
+
+    for algorithm in ALGORITHMS.values():
+        print(f"{algorithm.name}: {algorithm.summary}")
+        for p in algorithm.parameters:
+            default = "(see help)" if p.default is None else p.default
+            print(f"    --{p.name:<6} {p.help}; default {default}")
+    from construct.cli.linear_attention import list_lines  # linear self-attention constructions
+
+    print("\n".join(list_lines()))
+    return 0
+
+
+def _cmd_compile(args: argparse.Namespace) -> int:
+    from construct.algorithms.theorems import get_algorithm
+    from construct.model.assemble import compile_program
+    from construct.model.checkpoint import save_checkpoint
+    from construct.compiler.config import CompileConfig
+
+    if args.name.startswith("lsa-"):  # linear self-attention: construct/lsa_cli.py
+        from construct.cli.linear_attention import compile_main
+        return compile_main(args)
+    algorithm = get_algorithm(args.name)
+    params = algorithm.resolve(**_algorithm_params(args))
+    overrides = {"input_bound": args.bound, "n_ctx": args.n_ctx, "schedule": args.schedule,
+                 "form": args.form}
+    config = CompileConfig.for_dtype(args.dtype, **overrides)
+    program = algorithm.program(params, config.input_bound, listing=args.listing)
+    compiled = compile_program(program, config)
+    save_checkpoint(compiled, args.output, algorithm=args.name, params=params)
+    shape = compiled.shape
+    print(f"compiled {args.name} ({'paper listing' if args.listing else 'builder program'}) "
+          f"with {', '.join(f'{k}={v}' for k, v in params.items() if v is not None)}")
+    stored = ("" if shape.loop is None else
+              f" ({shape.n_layers} stored; {shape.loop[1]} shared layers run {shape.loop[2]} "
+              "times)")
+    print(f"  width d_model = {shape.d_model}, depth = {shape.depth} layers{stored}, "
+          f"heads = {shape.n_heads} x d_head {shape.d_head}, d_mlp = {shape.d_mlp}, "
+          f"parameters = {compiled.n_params} ({compiled.n_nonzero_params} nonzero)")
+    from construct.compiler.limits import limits
+
+    bound = limits(compiled.program, compiled.layout)
+    print(f"  lower bounds: depth >= {bound.depth} layers (critical path: "
+          f"{bound.critical_halves + 1} halves of attention hops and MLP nonlinearity levels), "
+          f"d_model >= {bound.width} "
+          f"({len(compiled.layout.fixed)} fixed rows + {bound.live_set} rows live at once); "
+          f"{len(compiled.schedule.fused)} affine maps folded, "
+          f"{len(compiled.schedule.virtual)} slots never stored")
+    if compiled.source_program.loop is not None and config.form == "stacked":
+        print("  (a loop: --form shared stores one stage and keeps the parameter count "
+              "constant in n)")
+    from construct.compiler.propagate import end_to_end_bound
+
+    for dtype in ("float64", "float32"):
+        note = "" if dtype == config.dtype else f", constants tuned for {config.dtype}"
+        print(f"  predicted end-to-end error bound ({dtype}{note}, |inputs| <= "
+              f"{config.input_bound:g}): {end_to_end_bound(compiled, dtype):.3g}")
+    print(f"  wrote {args.output}")
+    return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from verify.check.runner import main as verify_main
+    from construct.targets.linear.block import is_lsa_checkpoint
+
+    if is_lsa_checkpoint(args.path):  # linear self-attention: verify/lsa_verify.py
+        from verify.check.linear_attention import main as verify_main
+    return verify_main(args)
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from construct.teach.explain_command import main as explain_main
+    from construct.targets.linear.block import is_lsa_checkpoint
+
+    if args.target.startswith("lsa-") or is_lsa_checkpoint(args.target):
+        from construct.cli.linear_attention import explain_main
+    return explain_main(args)
+
+
+def _cmd_prove(args: argparse.Namespace) -> int:
+    from verify.proofs.prove import main as prove_main
+
+    return prove_main(args, _algorithm_params(args))
+
+
+def _cmd_docs(args: argparse.Namespace) -> int:
+    from construct.teach.course import main as docs_main
+
+    return docs_main(args)
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    if args.what == "ops":
+        from verify.bench.ops import main as bench_main
+    else:
+        from verify.bench.sizes import main as bench_main
+    return bench_main(args)
+
+
+def _add_algorithm_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--d", type=int, default=2, help="input dimension d (default 2)")
+    parser.add_argument("--n", type=int, help="number of exemplars (sgd, ridge, gd-batch; "
+                                              "default 4)")
+    parser.add_argument("--alpha", help="step size (gd), e.g. 0.1 or 1/10")
+    parser.add_argument("--lam", help="ridge penalty lambda, e.g. 0.01")
+    parser.add_argument("--w0", help="start weights for gd, comma separated (default "
+                                     "(-1)^k/(k+1))")
+    from construct.cli.linear_attention import add_arguments  # --n, --eta, --steps, ... of the lsa-* algorithms
+
+    add_arguments(parser)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rawc", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("list", help="the named algorithms and their parameters")
+    p.set_defaults(run=_cmd_list)
+
+    p = sub.add_parser("compile", help="compile a named algorithm to a checkpoint",
+                       description="Compile a named algorithm to a rawc.checkpoint/1 safetensors "
+                                   "file; prints width, depth, parameters and predicted error.")
+    p.add_argument("name", help="algorithm name (see `rawc list`)")
+    _add_algorithm_args(p)
+    p.add_argument("-o", "--output", required=True, help="checkpoint path to write")
+    p.add_argument("--dtype", choices=("float64", "float32"), default="float64",
+                   help="dtype the constants are tuned for (default float64)")
+    p.add_argument("--bound", type=float, default=4.0,
+                   help="declared bound B on every input entry (default 4)")
+    p.add_argument("--n-ctx", type=int, default=256, help="longest sequence (default 256)")
+    p.add_argument("--schedule", choices=("packed", "sequential"), default="packed",
+                   help="packed (default): independent ops share layers and affine maps fold "
+                        "into the weights around them; sequential: one op per layer, the "
+                        "paper's layout")
+    p.add_argument("--form", choices=("stacked", "shared"), default="stacked",
+                   help="for learners with a repeated stage (sgd, ridge): stacked = every "
+                        "layer its own weights; shared = one stage's layers stored once and "
+                        "run n times (parameters constant in n)")
+    p.add_argument("--listing", action="store_true",
+                   help="compile the paper's appendix listing instead of the builder program")
+    p.set_defaults(run=_cmd_compile)
+
+    p = sub.add_parser("verify", help="check a checkpoint against the interpreter and closed form",
+                       description="Run random tasks within the declared input bound through the "
+                                   "checkpoint; compare every live slot after every layer with "
+                                   "the interpreter and the prediction with the closed-form "
+                                   "solver; exit 1 when an observed error exceeds its bound.")
+    p.add_argument("path", help="checkpoint file")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    p.add_argument("--trials", type=int, default=1000, help="number of random tasks")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch", type=int, default=4096, help="tasks per batch")
+    p.add_argument("--noise", type=float, default=0.0, help="label noise standard deviation")
+    p.add_argument("--scale", type=float, default=1.0,
+                   help="x ~ N(0, I) * scale before shrinking into the bound (default 1)")
+    p.add_argument("--metric-tasks", type=int, default=32,
+                   help="tasks for the ILWD probe fits of multi-exemplar learners (default 32)")
+    p.add_argument("--json", action="store_true", help="print a JSON report instead of tables")
+    p.set_defaults(run=_cmd_verify)
+
+    p = sub.add_parser("explain", help="program, layout, schedule and error budget as markdown")
+    p.add_argument("target", help="algorithm name or checkpoint path")
+    _add_algorithm_args(p)
+    p.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    p.add_argument("--out", help="directory to write NAME.md into (default: print)")
+    p.set_defaults(run=_cmd_explain)
+
+    p = sub.add_parser("prove", help="sympy: the program equals its closed form; the lemmas",
+                       description="Prove exactly (sympy: expand/cancel, never simplify) that "
+                                   "the named algorithm's program computes its closed form, then "
+                                   "derive each lowering trick it uses with its leading error "
+                                   "term. `rawc prove lemmas` derives every trick. Exit 0 when "
+                                   "all is proved, 1 with the offending term otherwise.")
+    p.add_argument("name", help="algorithm name (gd, sherman-morrison) or `lemmas`")
+    _add_algorithm_args(p)
+    p.add_argument("--listing", action="store_true",
+                   help="prove the paper's Appendix A/B listing instead of the builder program")
+    p.set_defaults(run=_cmd_prove)
+
+    p = sub.add_parser("docs", help="regenerate the course in docs/ (pages, proofs, pictures)",
+                       description="Regenerate docs/: one page per construction (the output of "
+                                   "`rawc explain NAME --d 2 --out docs`, pictures included) and "
+                                   "the generated blocks (`rawc prove ...` output) inside the "
+                                   "hand-written pages. --check writes nothing and exits 1 when "
+                                   "a committed page differs from what the code makes today.")
+    p.add_argument("--out", default="docs", help="the docs folder (default docs)")
+    p.add_argument("--check", action="store_true", help="compare only; exit 1 when out of date")
+    p.set_defaults(run=_cmd_docs)
+
+    p = sub.add_parser(
+        "bench", help="size, depth, time and error tables beside the paper and the bounds",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="`rawc bench` (= `rawc bench sizes`): for gd (d = 1..64) and "
+                    "sherman-morrison (d = 1..32): layers and width beside the paper's counts "
+                    "and beside the lower bounds (critical path; largest live set), parameters, "
+                    "compile time and peak memory, verify time for --trials tasks, and float64 / "
+                    "float32 end-to-end error, then whether the goals are met (gd <= 3 layers, "
+                    "one Sherman-Morrison update <= 6, width <= 1.5x the bound). Takes about 20 "
+                    "s on two cores; --max-d 16 for a quick look.\n\n`rawc bench ops`: observed vs "
+                    "predicted error of each lowered operation in isolation.")
+    p.add_argument("what", nargs="?", choices=("sizes", "ops"), default="sizes")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random tasks (default 0)")
+    p.add_argument("--trials", type=int, default=1000,
+                   help="tasks per verify in `bench sizes` (default 1000)")
+    p.add_argument("--max-d", type=int, default=64, help="largest d to measure (default 64)")
+    p.add_argument("--json", action="store_true", help="the rows as JSON instead of a table")
+    p.set_defaults(run=_cmd_bench)
+
+    from construct.cli.linear_attention import add_train_parser  # rawc train-lsa: verify/lsa_train.py
+
+    add_train_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (ProgramError, ValueError, OSError) as exc:
+        print(f"rawc {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

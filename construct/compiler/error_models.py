@@ -1,0 +1,151 @@
+"""Error models: a bound on every lowered operation's error, in terms of its constants.
+
+Each op's bound is split into the approximation term (what the construction gives up in exact
+arithmetic; it shrinks as the constants grow) and a rounding term (unit roundoff ``u`` of the
+dtype times the magnitudes involved; standard ``gamma_n = n u`` accumulation bounds, counting
+only nonzero terms since adding an exact zero does not round). Both are bounds on the largest
+absolute error of the op's destination, given exact inputs inside their magnitude bounds.
+
+Derivations (reference ``raw-constructions.md`` section 2):
+
+*Softmax read (position codes).* Head ``t`` scores key ``j`` with ``N (2 tau j - j^2)``, which
+is ``-N (j - tau)^2`` up to a constant, so every other key sits at least ``N m^2`` below the
+target for distance ``m``. The weight off target is at most
+``2 sum_{m>=1} e^{-N m^2} <= 2 e^{-N} / (1 - e^{-3N})``; scores are rounded by at most
+``delta = 2 u S`` with ``S = 3 N n_ctx^2``, which costs ``e^{2 delta}``. A read of values bounded
+by ``V`` is then off by at most ``2 V leak``. A mean over columns of one kind has every
+unwanted key ``N`` below: ``leak <= n_ctx e^{-N}``.
+
+*Attention rounding.* A head's output ``sum_j p_j v_j`` is dominated by the target column
+(``p_tau`` rounds to 1 once the leak is below ``u``). Rounding ``a + b`` to nearest errs by at
+most ``min(u |a + b|, |b|)``, so however the sum is ordered, adding the off-target terms costs
+at most their own size (the leak, already counted) and the target term one rounding: ``2 u V``
+with the product ``p_tau v_tau``. A value that is itself an ``n``-term combination adds
+``gamma_n``; the two heads' sum through ``W_O`` and the residual add one rounding each. Total:
+``(n + 6) u (V + D)`` with ``D`` the old destination value — independent of ``n_ctx``.
+
+*GeLU product (Lemma 4).* ``f(z) = GeLU(z) - z/2 = phi(0) (z^2 - z^4/6 + z^6/40 - ...)`` is even
+and alternating with decreasing terms for ``|z| <= 1``, so ``f(z) = phi(0) z^2 + R(z)``,
+``|R(z)| <= phi(0) z^4 / 6``. With ``u = eps a / A``, ``v = eps b / B`` (``|u|, |v| <= eps``):
+``sqrt(pi/2) (GeLU(u+v) - GeLU(u) - GeLU(v)) = u v + sqrt(pi/2) (R(u+v) - R(u) - R(v))``, and
+the remainder is at most ``(16 + 1 + 1) eps^4 / 12``. Dividing by ``eps^2 / (A B)``: each
+product is off by at most ``1.5 eps^2 A B``; a ``b``-term dot by ``1.5 b eps^2 A B``. Rounding:
+the ``3 b`` unit outputs are each at most ``0.51 |z| kappa`` with ``kappa = sqrt(pi/2) A B /
+eps^2``, so the sum is off by at most ``u (3 b + 6) * 2.04 b kappa eps``.
+
+*GeLU pass-through.* ``GeLU(z) - GeLU(-z) = z Phi(z) + z Phi(-z) = z`` exactly (also for the
+tanh GeLU and ReLU), so linear values cross the MLP with rounding error only.
+
+*LayerNorm at a fixed scale (Lemma 6, improved to second order).* Two pad rows hold ``+P`` and
+``-P``; a zero row makes every unit's input weights sum to zero, so the mean cancels exactly.
+Then ``sigma^2 = (2 P^2 + E - L mu^2) / L + eps_ln`` with ``E`` the energy of all other rows,
+and each value is recovered with relative error ``<= E / (2 P^2)`` (the paper's bypass is
+``O(1/P)``; keeping ``x`` out of the pads makes it ``O(1/P^2)``).
+
+*LayerNorm mean shift.* LayerNorm subtracts the row mean ``mu`` before it scales. The zero
+row makes a unit's input the difference ``g (z_a - z_0)``, in which ``mu`` cancels exactly, but
+each ``z`` is rounded at ``|h - mu|``, so a factor read through LayerNorm is off by at most
+``4 u (|a| + |mu|)`` in value units; the linear parts of a product's three GeLU units cancel
+only in exact arithmetic, so ``kappa`` times those input errors (``G' ~ 1/2``) gives
+``4 b sqrt(pi/2) (2 A B + |mu| (A + B)) / eps`` multiples of ``u``. Dead values left in rows
+would make ``|mu|`` as large as their mean; so each layer's attention writes the pads as
+``+P - S/2`` and ``-P - S/2``, ``S`` the sum of every other row after the half (*zero-mean
+pads*: the self head reads the rows' sum, every head subtracts half the sum of what it
+writes). The residual LayerNorm sees then sums to zero up to rounding,
+``|mu| <= 4 u (P + S) / L``, and ``S`` enters only the energy: ``E + S^2 / 2``. A pass-through
+(division, old-value removal) has no ``kappa`` and pays ``4 u |mu|`` per value.
+
+*LayerNorm division (Lemma 8).* Pads ``+N c``, ``-N c`` make ``sigma ~ N |c| sqrt(2/L)``;
+``y / sigma * N sqrt(2/L) = y / |c| (1 + X)^{-1/2}`` with
+``|X| <= (E + L eps_ln) / (2 N^2 m^2)`` for ``|c| >= m``: relative error ``<= |X|``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from construct.compiler.config import unit_roundoff
+
+
+@dataclasses.dataclass(frozen=True)
+class ErrorModel:
+    """Bound on the largest absolute error of one op's destination."""
+
+    op_index: int
+    mechanism: str
+    approx: float
+    rounding: dict[str, float]  # dtype -> rounding term
+
+    def total(self, dtype: str) -> float:
+        return self.approx + self.rounding[dtype]
+
+    def to_json(self) -> dict[str, object]:
+        return {"op": self.op_index, "mechanism": self.mechanism, "approx": self.approx,
+                "rounding": dict(self.rounding)}
+
+
+def per_dtype(scaled_count: float) -> dict[str, float]:
+    """``count * u`` for each dtype (a rounding term written as a multiple of ``u``)."""
+    return {dtype: scaled_count * unit_roundoff(dtype) for dtype in ("float64", "float32")}
+
+
+def point_read_leak(hardness: float, n_ctx: int, dtype: str = "float64") -> float:
+    """Softmax weight off the target column for a point read (quadratic position code)."""
+    margin = hardness - 4 * unit_roundoff(dtype) * 3 * hardness * n_ctx ** 2
+    if margin <= 0:
+        return 1.0
+    return min(1.0, 2 * math.exp(-margin) / (1 - math.exp(-3 * margin)))
+
+
+def mean_read_leak(hardness: float, n_ctx: int, dtype: str = "float64") -> float:
+    """Softmax weight on columns of the wrong kind for a mean read."""
+    margin = hardness - 4 * unit_roundoff(dtype) * hardness
+    return min(1.0, n_ctx * math.exp(-margin))
+
+
+def attention_rounding(terms: int, magnitude: float) -> float:
+    """Rounding term of a head's write, in multiples of ``u`` (see *Attention rounding*)."""
+    return (terms + 6) * magnitude
+
+
+def gelu_product_error(inner: int, left_bound: float, right_bound: float, scale: float) -> float:
+    """Approximation term of a ``b``-term GeLU dot product (Lemma 4)."""
+    return 1.5 * inner * scale ** 2 * left_bound * right_bound
+
+
+def gelu_product_rounding(inner: int, left_bound: float, right_bound: float,
+                          scale: float) -> float:
+    """Rounding term of a GeLU dot product, in multiples of ``u``."""
+    kappa_eps = math.sqrt(math.pi / 2) * left_bound * right_bound / scale
+    return (3 * inner + 6) * 2.04 * inner * kappa_eps
+
+
+def layernorm_shift_rounding(inner: int, left_bound: float, right_bound: float, scale: float,
+                             mean_count: float) -> dict[str, float]:
+    """Absolute rounding a GeLU product suffers from LayerNorm's mean subtraction, per dtype,
+    with ``|mu| <= mean_count * u`` (see *LayerNorm mean shift*)."""
+    out = {}
+    for dtype in ("float64", "float32"):
+        u = unit_roundoff(dtype)
+        mean = mean_count * u
+        out[dtype] = (4 * inner * math.sqrt(math.pi / 2) * u
+                      * (2 * left_bound * right_bound + mean * (left_bound + right_bound)) / scale)
+    return out
+
+
+def layernorm_shift_pass_through(mean_count: float, gain: float = 1.0) -> dict[str, float]:
+    """Absolute rounding a pass-through of gain ``gain`` suffers from LayerNorm's mean, per
+    dtype: ``4 u |mu| gain`` with ``|mu| <= mean_count * u`` (see *LayerNorm mean shift*)."""
+    return {dtype: 4 * mean_count * unit_roundoff(dtype) ** 2 * gain
+            for dtype in ("float64", "float32")}
+
+
+def fixed_scale_ln_error(energy: float, pad: float) -> float:
+    """Relative error of a value read through LayerNorm held at a fixed scale by pads."""
+    return energy / (2 * pad ** 2)
+
+
+def division_error(energy: float, width: int, ln_eps: float, scale: float,
+                   min_abs: float) -> float:
+    """Relative error of the LayerNorm division (Lemma 8)."""
+    return (energy + width * ln_eps) / (2 * scale ** 2 * min_abs ** 2)

@@ -1,0 +1,298 @@
+"""Assembly: run every pass and collect the weights of one transformer.
+
+``compile_program(program, config)`` is the compiler's entry point. Its result keeps every
+pass output (schedule, layout, bounds, error models) beside the weights, so each stage can be
+inspected. Weights use TransformerLens names and shapes (``x @ W``); see ``DESIGN.md``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import numpy as np
+
+from construct.compiler import analysis
+
+from construct.compiler import error_models as errors
+from construct.compiler.config import CompileConfig
+from construct.compiler.layout import LN_ROWS, Layout, allocate
+from construct.compiler.fusion import SELF, layer_forms
+from construct.targets.paper.attention import AttentionHalf, affine_size, lower_attention, row_bounds
+from construct.targets.paper.mlp import lower_mlp
+from construct.targets.paper.positions import position_table
+from construct.language.program import Div, Program
+from construct.compiler.schedule import Schedule, build_schedule
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelShape:
+    d_model: int
+    n_layers: int
+    n_heads: int
+    d_head: int
+    d_mlp: int
+    n_ctx: int
+    d_in: int
+    d_out: int
+    act_fn: str
+    ln1: bool
+    ln2: bool
+    ln_eps: float
+    attn_kind: str = "softmax"
+    attn_mask: str = "causal"
+    attn_scale: float = 1.0
+    prior_column: bool = False
+    loop: tuple[int, int, int] | None = None  # (first block, blocks, times): a shared stage
+
+    @property
+    def executed_blocks(self) -> tuple[int, ...]:
+        """The stored block each executed layer runs: a loop's blocks repeat ``times`` times."""
+        if self.loop is None:
+            return tuple(range(self.n_layers))
+        first, length, times = self.loop
+        body = tuple(range(first, first + length))
+        return tuple(range(first)) + body * times + tuple(range(first + length, self.n_layers))
+
+    @property
+    def depth(self) -> int:
+        return len(self.executed_blocks)
+
+    def to_json(self) -> dict[str, object]:
+        out = dataclasses.asdict(self)
+        del out["prior_column"]
+        out["input_format"] = {"kind": "interleaved-xy", "prior_column": self.prior_column}
+        out["loop"] = (None if self.loop is None else
+                       dict(zip(("first", "layers", "times"), self.loop)))
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class CompiledModel:
+    """Every pass output beside the weights. ``program`` is what was compiled (its loop
+    unrolled: op indices count every iteration); ``source`` is the program as written."""
+
+    program: Program
+    config: CompileConfig
+    schedule: Schedule
+    layout: Layout
+    bounds: analysis.Bounds
+    errors: tuple[errors.ErrorModel, ...]  # one per op, program order
+    shape: ModelShape
+    weights: dict[str, np.ndarray]
+    source: Program | None = None
+
+    @property
+    def source_program(self) -> Program:
+        return self.source or self.program
+
+    @property
+    def n_params(self) -> int:
+        return int(sum(w.size for w in self.weights.values()))
+
+    @property
+    def n_nonzero_params(self) -> int:
+        """Entries that are not zero: the uniform ``d_head`` of the format pads most heads."""
+        return int(sum(np.count_nonzero(w) for w in self.weights.values()))
+
+    @functools.cached_property
+    def first_writes(self) -> frozenset[int]:
+        shared = self.source_program.loop is not None and self.config.form == "shared"
+        return first_writes(self.program, self.source_program if shared else None)
+
+    def cleared_rows(self, index: int) -> tuple[int, ...]:
+        """Rows op ``index``'s write must clear of an old value (none on unused rows)."""
+        dst = self.program.ops[index].dst
+        if dst in self.schedule.virtual:
+            return ()
+        return self.layout.rows_to_clear(dst, index in self.first_writes)
+
+    def op_bound(self, index: int, dtype: str) -> float:
+        return self.errors[index].total(dtype)
+
+
+def ln_mode(program: Program, schedule: Schedule, layer_index: int) -> str | None:
+    """``None`` (no LayerNorm work), ``"mul"`` (fixed scale) or the divisor slot's name.
+
+    A layer's MLP half always holds a mul or div when it holds anything: an affine map is
+    folded there only beside the product or quotient it takes."""
+    layer = schedule.layers[layer_index]
+    if not schedule.uses_layernorm or not layer.mlp:
+        return None
+    divs = [program.ops[i] for i in layer.mlp if isinstance(program.ops[i], Div)]
+    return divs[0].den if divs else "mul"
+
+
+def _loop_barriers(source: Program, config: CompileConfig) -> frozenset[int]:
+    loop = source.loop
+    if loop is None or config.form != "shared":
+        return frozenset()
+    return frozenset(loop.start + j * loop.length for j in range(loop.times + 1))
+
+
+def compile_program(program: Program, config: CompileConfig | None = None) -> CompiledModel:
+    """Run every pass. A loop is unrolled; in the ``shared`` form each iteration starts a
+    fresh layer (so all get one relative schedule) and scales its products by the worst
+    iteration's bounds, so the iterations lower to identical layers, stored once."""
+    config = config or CompileConfig()
+    source, program = program, program.unrolled()
+    shared = source.loop is not None and config.form == "shared"
+    schedule = build_schedule(program, config.schedule, _loop_barriers(source, config))
+    layout = allocate(program, schedule)
+    bounds = analysis.magnitude_bounds(program, config.input_bound)
+    if shared:
+        loop = source.loop
+        bounds = bounds.uniform_over_loop(loop.start, loop.length, loop.times)
+    held = row_bounds(program, layout, bounds)  # what a row holds from layer to layer
+    during = held.copy()  # also mid-layer: a folded aff's ready terms before the MLP adds
+    for i in schedule.fused:
+        if program.ops[i].dst in layout.slots:
+            rows = layout.rows(program.ops[i].dst)
+            during[rows.start:rows.stop] = np.maximum(
+                during[rows.start:rows.stop], affine_size(program.ops[i], bounds.before[i])[0])
+    pads = [layout.fixed[name] for name in LN_ROWS[1:] if name in layout.fixed]
+    rest = np.delete(during, pads)
+    row_sum = float(np.sum(rest))
+    # The pads also carry -S/2 each, S the sum of the other rows (zero-mean residual).
+    energy = float(np.sum(rest ** 2)) + row_sum ** 2 / 2
+    den_bounds = [bounds.before[i][op.den] for i, op in enumerate(program.ops)
+                  if isinstance(op, Div)]
+    pad_bound = max([config.ln_pad] + [config.div_scale * b for b in den_bounds]) + row_sum / 2
+    mean_count = 4 * (pad_bound + row_sum) / layout.d_model
+    first = first_writes(program, source if shared else None)
+    modes = [ln_mode(program, schedule, index) for index in range(schedule.n_layers)]
+    attn_halves, mlp_halves, models = [], [], {}
+    for index, mode in enumerate(modes):
+        forms = layer_forms(program, schedule, layout, index)
+        attn = lower_attention(program, schedule, index, forms, layout, bounds, config, mode,
+                               first, held)
+        mlp = lower_mlp(program, schedule, index, forms, layout, bounds, config, mode,
+                        attn.cleared, energy, held, pad_bound, first, mean_count)
+        attn_halves.append(attn)
+        mlp_halves.append(mlp)
+        models.update({m.op_index: m for m in (*attn.errors, *mlp.errors)})
+    shape = ModelShape(
+        d_model=layout.d_model, n_layers=schedule.n_layers,
+        n_heads=max([1] + [len(a.heads) for a in attn_halves]),
+        d_head=max([2] + [h.w_v.shape[1] for a in attn_halves for h in a.heads]),
+        d_mlp=max([1] + [m.w_in.shape[1] for m in mlp_halves]),
+        n_ctx=config.n_ctx, d_in=program.d + 1, d_out=1, act_fn="gelu", ln1=False,
+        ln2=schedule.uses_layernorm, ln_eps=config.ln_eps, prior_column=program.prior_column)
+    weights = _weights(program, layout, shape, attn_halves, mlp_halves)
+    for index, mode in enumerate(modes):
+        if mode is not None:
+            _balance_pads(weights, layout, index, attn_halves[index])
+    if shared:
+        shape, weights = _share_loop(source, schedule, shape, weights)
+    ordered = tuple(models[i] for i in range(len(program.ops)))
+    return CompiledModel(program, config, schedule, layout, bounds, ordered, shape, weights,
+                         source)
+
+
+def first_writes(program: Program, looped: Program | None) -> frozenset[int]:
+    """Ops that write their slot for the first time: they clear only its reused rows.
+
+    In the weight-shared form no op of the loop counts: every iteration must lower alike."""
+    loop = looped.loop if looped is not None else None
+    body = range(loop.start, loop.start + loop.times * loop.length) if loop else range(0)
+    seen: set[str] = set()
+    out = set()
+    for i, op in enumerate(program.ops):
+        if op.dst not in seen and i not in body:
+            out.add(i)
+        seen.add(op.dst)
+    return frozenset(out)
+
+
+def _share_loop(source: Program, schedule: Schedule, shape: ModelShape,
+                weights: dict[str, np.ndarray]) -> tuple[ModelShape, dict[str, np.ndarray]]:
+    """Keep one copy of the loop's layers; refuse if the iterations' weights differ."""
+    loop = source.loop
+    first = schedule.layer_of(loop.start)
+    length = max(schedule.layer_of(i) for i in range(loop.start, loop.stop)) - first + 1
+    total = schedule.n_layers
+    starts = [schedule.layer_of(loop.start + j * loop.length) for j in range(loop.times)]
+    if starts != [first + j * length for j in range(loop.times)]:
+        raise ValueError(f"loop iterations start at layers {starts}, not every {length}")
+    for j in range(1, loop.times):
+        for offset in range(length):
+            a, b = f"blocks.{first + offset}.", f"blocks.{first + j * length + offset}."
+            for name in (k for k in weights if k.startswith(a)):
+                if not np.array_equal(weights[name], weights[b + name[len(a):]]):
+                    raise ValueError(f"loop iteration {j + 1} does not lower to the same "
+                                     f"weights as the first ({b + name[len(a):]})")
+    keep = list(range(first + length)) + list(range(first + loop.times * length, total))
+    renamed = {f"blocks.{old}.": f"blocks.{new}." for new, old in enumerate(keep)}
+    out = {}
+    for name, value in weights.items():
+        if not name.startswith("blocks."):
+            out[name] = value
+            continue
+        prefix = ".".join(name.split(".")[:2]) + "."
+        if prefix in renamed:
+            out[renamed[prefix] + name[len(prefix):]] = value
+    shape = dataclasses.replace(shape, n_layers=len(keep), loop=(first, length, loop.times))
+    return shape, out
+
+
+def _balance_pads(weights: dict[str, np.ndarray], layout: Layout, layer: int,
+                  attn: AttentionHalf) -> None:
+    """Make the residual LayerNorm sees sum to zero (``construct.compiler.error_models``, *zero-mean pads*).
+
+    The self head sets each pad afresh; it also subtracts half the sum ``S`` of the other
+    rows before the half, and every head (and ``b_O``) subtracts half the sum of what it
+    writes to the other rows, so after the half ``pad_± = ±P - S'/2`` with ``S'`` the sum
+    of the other rows then: every row sums to zero and LayerNorm's mean is zero up to
+    rounding, whatever garbage the rows hold."""
+    p = f"blocks.{layer}.attn."
+    pads = [layout.fixed["ln_pad_pos"], layout.fixed["ln_pad_neg"]]
+    others = np.ones(layout.d_model, dtype=bool)
+    others[pads] = False
+    w_o, b_o, w_v = weights[p + "W_O"], weights[p + "b_O"], weights[p + "W_V"]
+    spill = w_o[:, :, others].sum(axis=2) / 2
+    bias_spill = b_o[others].sum() / 2
+    head = next(k for k, h in enumerate(attn.heads) if h.read == SELF)
+    for pad in pads:
+        w_o[:, :, pad] -= spill
+        b_o[pad] -= bias_spill
+        w_v[head, others, attn.heads[head].out_rows.index(pad)] -= 0.5
+
+
+def _weights(program: Program, layout: Layout, shape: ModelShape, attn_halves: list,
+             mlp_halves: list) -> dict[str, np.ndarray]:
+    D, H, dh, M = shape.d_model, shape.n_heads, shape.d_head, shape.d_mlp
+    w: dict[str, np.ndarray] = {}
+    embed = np.zeros((shape.d_in, D))
+    embed[0, layout.rows(program.y_slot).start] = 1.0
+    for k, row in enumerate(layout.rows(program.x_slot)):
+        embed[k + 1, row] = 1.0
+    w["embed.W_E"] = embed
+    w["pos_embed.W_pos"] = position_table(program, layout, shape.n_ctx)
+    for l, (attn, mlp) in enumerate(zip(attn_halves, mlp_halves)):
+        p = f"blocks.{l}."
+        arrays = {name: np.zeros((H, D, dh)) for name in ("W_Q", "W_K", "W_V")}
+        w_o = np.zeros((H, dh, D))
+        for h, head in enumerate(attn.heads):
+            arrays["W_Q"][h, :, :2] = head.w_q
+            arrays["W_K"][h, :, :2] = head.w_k
+            arrays["W_V"][h, :, :head.w_v.shape[1]] = head.w_v
+            for j, row in enumerate(head.out_rows):
+                w_o[h, j, row] = 1.0
+        for name, value in arrays.items():
+            w[p + "attn." + name] = value
+            w[p + "attn.b_" + name[-1]] = np.zeros((H, dh))
+        w[p + "attn.W_O"] = w_o
+        w[p + "attn.b_O"] = attn.b_o
+        if shape.ln2:
+            w[p + "ln2.w"] = np.ones(D)
+            w[p + "ln2.b"] = np.zeros(D)
+        w_in = np.zeros((D, M))
+        w_out = np.zeros((M, D))
+        w_in[:, :mlp.w_in.shape[1]] = mlp.w_in
+        w_out[:mlp.w_out.shape[0], :] = mlp.w_out
+        w[p + "mlp.W_in"], w[p + "mlp.b_in"] = w_in, np.zeros(M)
+        w[p + "mlp.W_out"], w[p + "mlp.b_out"] = w_out, np.zeros(D)
+    unembed = np.zeros((D, 1))
+    unembed[layout.rows(program.output).start, 0] = 1.0
+    w["unembed.W_U"], w["unembed.b_U"] = unembed, np.zeros(1)
+    return w
+

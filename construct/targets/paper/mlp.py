@@ -1,0 +1,190 @@
+"""Lowering of a layer's MLP half: GeLU products (``mul``) and LayerNorm division (``div``).
+
+The MLP sees ``z = LN(h)`` in models with LayerNorm (any program with a ``div``), else ``h``.
+``read_scale`` turns a LayerNorm output back into the value it stands for: ``sigma_0`` when the
+pads hold the scale fixed (``mul`` layers), ``N sqrt(2/L)`` in a ``div`` layer (giving
+``value / |c|``), ``1`` without LayerNorm. Every unit's input weights sum to zero (the zero row
+takes the balance), so LayerNorm's mean subtraction cancels exactly.
+
+``mul`` (``left`` ``a x b`` times ``right`` ``b x c``, Lemma 4 with shared units): units
+``G(eps_l L_ik)``, ``G(eps_r R_kj)`` and ``G(eps_l L_ik + eps_r R_kj)``;
+``out_ij = kappa sum_k [G(s_ikj) - G(l_ik) - G(r_kj)]``, ``kappa = sqrt(pi/2) / (eps_l eps_r)``,
+``eps_l = eps / |L|max``, ``eps_r = eps / |R|max``. Width ``a b c + a b + b c`` (the paper's
+``4|t| + |w|`` per dot would be ``4 a b c + a c``).
+
+``div`` and in-place old-value removal use the exact pass-through ``G(z) - G(-z) = z``.
+
+A result goes wherever ``placements`` sends it: its own rows when it is materialised, and
+``W`` times it into the rows of every affine map folded into this half (``construct.compiler.fusion``),
+so a folded ``aff`` costs no unit.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+
+import numpy as np
+
+from construct.compiler import error_models as errors
+from construct.compiler.analysis import Bounds
+from construct.compiler.config import CompileConfig
+from construct.compiler.layout import Layout
+from construct.compiler.fusion import LinearForm
+from construct.language.program import Div, Mul, Program
+from construct.compiler.schedule import Layer, Schedule
+
+
+@dataclasses.dataclass(frozen=True)
+class MLPHalf:
+    w_in: np.ndarray  # [d_model, units]
+    w_out: np.ndarray  # [units, d_model]
+    errors: tuple[errors.ErrorModel, ...]
+
+
+class _Units:
+    def __init__(self, d_model: int, zero_row: int | None) -> None:
+        self.d_model, self.zero_row = d_model, zero_row
+        self.inputs: list[np.ndarray] = []
+        self.outputs: list[np.ndarray] = []
+
+    def add(self, *weights: tuple[int, float]) -> int:
+        """A unit reading ``sum w * row`` (a row may appear twice: ``mul`` of a slot by itself)."""
+        column = np.zeros(self.d_model)
+        for row, w in weights:
+            column[row] += w
+        if self.zero_row is not None:
+            column[self.zero_row] -= column.sum()
+        self.inputs.append(column)
+        self.outputs.append(np.zeros(self.d_model))
+        return len(self.inputs) - 1
+
+    def gelu_product(self, left: range, right: range, placement: np.ndarray,
+                     shape: tuple[int, int, int], gain_l: float, gain_r: float,
+                     kappa: float) -> None:
+        """``h += placement.T @ vec(left @ right)`` with units ``G(l)``, ``G(r)`` shared across
+        the product (``placement`` ``[a c, d_model]``: where each entry of the product goes)."""
+        a, b, c = shape
+        left_units = {(i, k): self.add((left[i * b + k], gain_l))
+                      for i in range(a) for k in range(b)}
+        right_units = {(k, j): self.add((right[k * c + j], gain_r))
+                       for k in range(b) for j in range(c)}
+        for i, k, j in itertools.product(range(a), range(b), range(c)):
+            target = kappa * placement[i * c + j]
+            pair = self.add((left[i * b + k], gain_l), (right[k * c + j], gain_r))
+            self.outputs[pair] += target
+            self.outputs[left_units[i, k]] -= target
+            self.outputs[right_units[k, j]] -= target
+
+    def pass_through(self, row: int, read_scale: float, gain: float,
+                     target: np.ndarray) -> None:
+        """``h += target * value(row)`` via ``G(gain v) - G(-gain v) = gain v``."""
+        plus = self.add((row, gain * read_scale))
+        minus = self.add((row, -gain * read_scale))
+        self.outputs[plus] += target / gain
+        self.outputs[minus] -= target / gain
+
+
+def placements(program: Program, schedule: Schedule, layer: Layer, forms: dict[int, LinearForm],
+               layout: Layout) -> dict[int, np.ndarray]:
+    """For each MLP op of the layer: ``[result size, d_model]``, where its result's entries go
+    (its own rows if materialised, and through every affine map folded into this half)."""
+    out = {i: np.zeros((program.slot_map[program.ops[i].dst].size, layout.d_model))
+           for i in layer.mlp if i not in schedule.fused}
+    for v in layer.mlp:
+        dst = program.ops[v].dst
+        if dst in schedule.virtual:
+            continue
+        rows = list(layout.rows(dst))
+        for i, matrix in forms[v].products.items():
+            out[i][:, rows] += matrix.T
+    return out
+
+
+def lower_mlp(program: Program, schedule: Schedule, layer_index: int,
+              forms: dict[int, LinearForm], layout: Layout, bounds: Bounds,
+              config: CompileConfig, ln_mode: object, cleared: frozenset[int], energy: float,
+              garbage: np.ndarray, pad_bound: float, first_writes: frozenset[int],
+              mean_count: float = 0.0) -> MLPHalf:
+    """``mean_count``: LayerNorm's mean is at most ``mean_count * u`` (zero-mean pads)."""
+    layer = schedule.layers[layer_index]
+    d_model = layout.d_model
+    placement = placements(program, schedule, layer, forms, layout)
+    uses_ln = ln_mode is not None
+    units = _Units(d_model, layout.fixed["ln_zero"] if uses_ln else None)
+    leak = errors.point_read_leak(config.attn_hardness, config.n_ctx, "float32")
+    models = []
+    if ln_mode == "mul":
+        read_scale = math.sqrt(2 * config.ln_pad ** 2 / d_model + config.ln_eps)
+        ln_rel = errors.fixed_scale_ln_error(energy, config.ln_pad)
+    elif uses_ln:
+        read_scale = config.div_scale * math.sqrt(2 / d_model)
+    else:
+        read_scale = 1.0
+    if ln_mode != "mul":
+        ln_rel = 0.0
+    mean_count = mean_count if uses_ln else 0.0
+    for i in (j for j in layer.mlp if j not in schedule.fused):
+        op = program.ops[i]
+        before = bounds.before[i]
+        virtual = op.dst in schedule.virtual
+        dst_rows = range(0) if virtual else layout.rows(op.dst)
+        old = 0.0 if virtual else float(max(
+            (garbage[row] for row in layout.rows_to_clear(op.dst, i in first_writes)),
+            default=0.0))
+        result = bounds.of_op_result(i, program)
+        if isinstance(op, Mul):
+            left_bound = before[op.left] or 1.0
+            right_bound = before[op.right] or 1.0
+            eps_l, eps_r = config.mul_scale / left_bound, config.mul_scale / right_bound
+            units.gelu_product(layout.rows(op.left), layout.rows(op.right), placement[i],
+                               (op.a, op.b, op.c), eps_l * read_scale, eps_r * read_scale,
+                               math.sqrt(math.pi / 2) / (eps_l * eps_r))
+            product = op.b * left_bound * right_bound
+            approx = (errors.gelu_product_error(op.b, left_bound, right_bound, config.mul_scale)
+                      + product * (2 * ln_rel + ln_rel ** 2))
+            rounding = (errors.gelu_product_rounding(op.b, left_bound, right_bound,
+                                                     config.mul_scale)
+                        + (d_model + 8) * 2 * product * uses_ln)
+            shift = (errors.layernorm_shift_rounding(op.b, left_bound, right_bound,
+                                                     config.mul_scale, mean_count)
+                     if uses_ln else errors.per_dtype(0.0))
+            mechanism = "GeLU product" + (" through fixed-scale LayerNorm" if uses_ln else "")
+        elif isinstance(op, Div):
+            gain = float(op.min_abs) / (before[op.num] or 1.0)
+            for r, row in enumerate(layout.rows(op.num)):
+                units.pass_through(row, read_scale, gain, placement[i][r])
+            relative = errors.division_error(energy, d_model, config.ln_eps, config.div_scale,
+                                             float(op.min_abs))
+            relative += 2 * leak * (pad_bound + config.div_scale * before[op.den]) / (
+                config.div_scale * float(op.min_abs))
+            approx = relative * result
+            rounding = (d_model + 12) * result + 4 * before[op.num] / float(op.min_abs)
+            shift = errors.layernorm_shift_pass_through(mean_count, 1 / float(op.min_abs))
+            mechanism = "LayerNorm division"
+        else:
+            raise TypeError(f"op {i + 1} is not an MLP op")
+        if i in cleared:
+            approx += 2 * leak * old
+            rounding += errors.attention_rounding(0, old)
+        elif uses_ln and ln_mode != "mul":
+            raise ValueError(
+                f"op {i + 1} (div -> {op.dst}): a div's destination must not be read or written "
+                "by another op of its layer (its MLP sees values divided by |den|)")
+        else:
+            scale = ln_rel if ln_mode == "mul" else 0.0
+            for row in dst_rows:
+                remove = np.zeros(d_model)
+                remove[row] = -1.0
+                units.pass_through(row, read_scale, 1.0 / (old or 1.0), remove)
+            approx += scale * old
+            rounding += 8 * old + (d_model + 8) * old * uses_ln
+            removal = errors.layernorm_shift_pass_through(mean_count)
+            shift = {dtype: shift[dtype] + removal[dtype] for dtype in shift}
+        models.append(errors.ErrorModel(
+            i, mechanism, approx,
+            {dtype: value + shift[dtype] for dtype, value in errors.per_dtype(rounding).items()}))
+    if not units.inputs:
+        return MLPHalf(np.zeros((d_model, 0)), np.zeros((0, d_model)), tuple(models))
+    return MLPHalf(np.stack(units.inputs, axis=1), np.stack(units.outputs, axis=0),
+                   tuple(models))

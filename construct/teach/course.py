@@ -1,0 +1,116 @@
+"""``docs/`` as a short course, and the two sections ``rawc explain`` adds for it.
+
+The course is ``docs/index.md`` (hand-written, the lecture order), ``docs/operations.md``
+(hand-written prose about the four operations, with the lemma derivations of ``rawc prove
+lemmas`` pasted in generated blocks) and one page per construction, which is the whole output of
+``rawc explain NAME --d 2 --out docs``: statement, program, layout, layers, pictures, proof,
+error budget. ``rawc docs`` regenerates all of it in one go; ``rawc docs --check`` (and
+``tests/test_course.py``) fails when a committed page differs from what the code makes today.
+
+A generated block in a hand-written page is delimited by marker comments naming its command::
+
+    <!-- rawc prove lemmas -->
+    ```text
+    ...output of the command, timings left out...
+    ```
+    <!-- end rawc -->
+"""
+from __future__ import annotations
+
+import argparse
+import pathlib
+import re
+
+from verify.proofs.prove import report
+
+PAGES = {"gd": 2, "sherman-morrison": 2}  # construction -> d of its page
+PROOF_MAX_D = 3  # symbolic proofs above this d take too long for a page
+BLOCK = re.compile(r"(<!-- rawc (?P<command>[^>]*?) -->\n```text\n)(?P<body>.*?)(```\n"
+                   r"<!-- end rawc -->)", re.S)
+
+
+def picture_names(name: str, n_layers: int) -> list[str]:
+    """The files ``construct.teach.pictures.write_pictures`` writes for a model of ``n_layers``."""
+    return [f"{name}-layout.png", *(f"{name}-layer{l}.png" for l in range(n_layers)),
+            f"{name}-example.png"]
+
+
+def pictures_section(name: str, n_layers: int, folder: str = "pictures") -> list[str]:
+    files = picture_names(name, n_layers)
+    captions = ["The residual stream: which slot holds which rows in which half-layer (rows of "
+                "slots that are dead are handed to later slots)."]
+    captions += [f"Layer {l}: each head's score matrix from the position rows (the bright cell "
+                 "in each row is the column the head reads), its value-output map between "
+                 "slots, and the MLP's input and output weights between slots and units."
+                 for l in range(n_layers)]
+    captions += ["One prompt: the attention pattern of every head, and every live slot after "
+                 "every layer, compiled beside the interpreter."]
+    lines = ["## Pictures", "", f"Written by the command above into `{folder}/`.", ""]
+    for file, caption in zip(files, captions):
+        lines += [f"![{file}]({folder}/{file})", "", caption, ""]
+    return lines
+
+
+def proof_section(name: str, params: dict[str, object]) -> list[str]:
+    d = int(params["d"])
+    if d > PROOF_MAX_D:
+        return ["## Proof", "", f"Run `rawc prove {name} --d {min(d, PROOF_MAX_D)}`: the symbolic "
+                f"proof is printed for d <= {PROOF_MAX_D} only.", ""]
+    text, _ = report(name, params, times=False)
+    return ["## Proof", "", f"`rawc prove {name} --d {d}` (timings left out): the interpreter runs "
+            "the program on symbols and the result is compared with the closed form by "
+            "`expand`/`cancel`; then every lowering trick the program uses is derived with its "
+            "leading error term.", "", "```text", text.rstrip("\n"), "```", ""]
+
+
+def _command_output(command: str) -> str:
+    """The output of ``rawc prove ...`` (the only command a block may run), timings left out."""
+    from construct.cli.main import _algorithm_params, build_parser
+
+    words = command.split()
+    if words[:1] != ["prove"]:
+        raise ValueError(f"generated block runs {command!r}; only `prove NAME [--d D]` is known")
+    args = build_parser().parse_args(words)
+    return report(args.name, _algorithm_params(args), listing=args.listing, times=False)[0]
+
+
+def refresh_blocks(text: str) -> str:
+    """``text`` with every generated block's body replaced by its command's output today."""
+    return BLOCK.sub(lambda m: m.group(1) + _command_output(m.group("command")) + m.group(4),
+                     text)
+
+
+def build_docs(out: pathlib.Path, source: pathlib.Path, pictures: bool = True,
+               ) -> dict[pathlib.Path, str]:
+    """Every course page as it should read: ``{path under out: text}``. Writes pictures to
+    ``out/pictures`` when ``pictures`` is set (pages are returned, not written)."""
+    from construct.teach import explain_command as explain
+
+    pages: dict[pathlib.Path, str] = {}
+    for page in sorted(source.glob("*.md")):
+        if page.stem not in PAGES:
+            pages[out / page.name] = refresh_blocks(page.read_text(encoding="utf-8"))
+    for name, d in PAGES.items():
+        args = explain.page_args(name, d, out="docs")
+        target = explain.resolve_target(args)
+        pages[out / f"{name}.md"] = explain.render(args, target)[1]
+        if pictures:
+            explain.write_page_pictures(target, out)
+    return pages
+
+
+def main(args: argparse.Namespace) -> int:
+    out = pathlib.Path(args.out)
+    pages = build_docs(out, out, pictures=not args.check)
+    stale = [path for path, text in pages.items()
+             if not path.exists() or path.read_text(encoding="utf-8") != text]
+    if args.check:
+        for path in stale:
+            print(f"out of date: {path} (regenerate with `rawc docs`)")
+        print("docs are current" if not stale else f"{len(stale)} page(s) out of date")
+        return 1 if stale else 0
+    for path, text in pages.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        print(f"wrote {path}")
+    return 0

@@ -1,0 +1,126 @@
+"""``rawc explain NAME|PATH [--out DIR]``: resolve what the page describes, render, write.
+
+``construct.teach.explain`` builds a page from a compiled model; this module turns the command line
+into that model (a named algorithm compiled at the given parameters, or a checkpoint, which must
+match a fresh compile of its own program so the page fits its weights), adds the sections that
+need more than the model (the proof of a named algorithm; the pictures when ``--out`` is given
+and matplotlib is installed) and writes the files.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import dataclasses
+import os
+import pathlib
+import sys
+
+import numpy as np
+
+from construct.algorithms.theorems import Algorithm, get_algorithm
+from construct.model.assemble import CompiledModel, compile_program
+from construct.compiler.config import CompileConfig
+from construct.teach.explain import SWEEP_DS, SweepRow, explain_markdown, sweep_rows
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The command that regenerates the page for ``args`` (stated at the top of the page)."""
+    words = [".venv/bin/python -m construct.cli explain", args.target]
+    words += [] if os.path.isfile(args.target) else [f"--d {args.d}"]
+    words += [f"--{k} {getattr(args, k)}" for k in ("alpha", "lam", "w0")
+              if getattr(args, k, None) is not None]
+    words += [f"--dtype {args.dtype}"] if getattr(args, "dtype", "float64") != "float64" else []
+    return " ".join(words + ([f"--out {args.out}"] if getattr(args, "out", None) else []))
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """What a page describes: a named algorithm at given parameters, or a checkpoint."""
+
+    name: str
+    title: str
+    compiled: CompiledModel
+    params: dict[str, object]
+    algorithm: Algorithm | None
+
+
+def resolve_target(args: argparse.Namespace) -> Target:
+    if os.path.isfile(args.target):
+        from construct.model.checkpoint import load_checkpoint
+
+        checkpoint = load_checkpoint(args.target)
+        compiled = compile_program(checkpoint.program(), checkpoint.config())
+        if compiled.shape != checkpoint.shape or any(
+                not np.array_equal(value, checkpoint.weights[key].numpy())
+                for key, value in compiled.weights.items()):
+            raise ValueError(f"{args.target}: its weights differ from a fresh compile of its "
+                             "program and constants, so a page made from them would not fit")
+        name = os.path.splitext(os.path.basename(args.target))[0]
+        title = f"`{name}` ({checkpoint.algorithm.get('name') or compiled.program.name})"
+        return Target(name, title, compiled, dict(checkpoint.algorithm.get("params") or {}), None)
+    from construct.cli.main import _algorithm_params
+
+    algorithm = get_algorithm(args.target)
+    params = algorithm.resolve(**_algorithm_params(args))
+    config = CompileConfig.for_dtype(getattr(args, "dtype", "float64"))
+    compiled = compile_program(algorithm.program(params, config.input_bound), config)
+    return Target(algorithm.name, f"`{algorithm.name}`: {algorithm.summary}", compiled, params,
+                  algorithm)
+
+
+def render(args: argparse.Namespace, target: Target | None = None) -> tuple[str, str]:
+    """``(page name, markdown)`` for the command line's arguments (``target``: already
+    resolved from them, so a caller that also draws the pictures compiles once)."""
+    from construct.teach import course
+
+    target = target or resolve_target(args)
+    extra = []
+    if getattr(args, "out", None) and pictures_available():
+        extra.append(course.pictures_section(target.name, target.compiled.schedule.n_layers))
+    sweep: list[SweepRow] = []
+    if target.algorithm is not None:
+        extra.append(course.proof_section(target.name, target.params))
+        sweep = sweep_rows(target.algorithm, target.params,
+                           sorted({*SWEEP_DS, int(target.params["d"])}))
+    return target.name, explain_markdown(target.compiled, target.title, target.params,
+                                         command=command_line(args), extra=extra, sweep=sweep)
+
+
+def page_args(name: str, d: int, out: str | None = None) -> argparse.Namespace:
+    """The arguments of ``rawc explain name --d d [--out out]`` at default parameters."""
+    return argparse.Namespace(target=name, d=d, alpha=None, lam=None, w0=None,
+                              dtype="float64", out=out)
+
+
+def pictures_available() -> bool:
+    return importlib.util.find_spec("matplotlib") is not None
+
+
+def write_page_pictures(target: Target, out: str | os.PathLike) -> list[str]:
+    """The pictures of ``target``'s page, written to ``out/pictures``."""
+    from construct.teach.pictures import write_pictures
+
+    paths = write_pictures(target.compiled, pathlib.Path(out) / "pictures", target.name)
+    return [str(p) for p in paths]
+
+
+def main(args: argparse.Namespace) -> int:
+    """Print the page, or write ``<out>/<name>.md`` and its pictures when ``args.out`` is given."""
+    target = resolve_target(args)
+    name, text = render(args, target)
+    out = getattr(args, "out", None)
+    if not out:
+        print(text, end="")
+        return 0
+    os.makedirs(out, exist_ok=True)
+    if pictures_available():
+        for path in write_page_pictures(target, out):
+            print(f"wrote {path}")
+    else:
+        print("rawc explain: matplotlib is not installed, so no pictures were written "
+              "(pip install 'rawc[pictures]')", file=sys.stderr)
+    path = os.path.join(out, f"{name}.md")
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    print(f"wrote {path}")
+    return 0

@@ -1,0 +1,70 @@
+"""``rawc explain lsa-*|PATH``: a markdown page for a linear-self-attention model.
+
+The page states the token layout and the read-out sign, the update each block runs, the
+matrices of every block in column convention (``W_KQ``, ``W_PV``) beside the checkpoint tensors
+they become (``W_Q = W_KQ^T``, ``W_K = I``, ``W_V = W_PV^T``, ``W_O = I``), the effective matrix
+``G_eff`` (the preconditioner the block applies), the dual form, and for a named algorithm its
+sympy proof (``rawc prove``).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+
+import numpy as np
+
+from construct.targets.linear.block import block_matrices
+
+
+def _matrix(m: np.ndarray) -> str:
+    rows = ["    " + " ".join(f"{v + 0.0:9.4g}" for v in row) for row in np.asarray(m)]
+    return "```\n" + "\n".join(rows) + "\n```"
+
+
+def explain_page(args: argparse.Namespace) -> tuple[str, str]:
+    from construct.model.checkpoint import load_checkpoint
+    from construct.cli.linear_attention import describe, resolve
+
+    if os.path.isfile(args.target):
+        checkpoint = load_checkpoint(args.target)
+        weights = {k: v.numpy() for k, v in checkpoint.weights.items()}
+        shape, text = checkpoint.shape, checkpoint.metadata["rawc.program"]
+        algorithm = checkpoint.algorithm.get("name")
+        name = os.path.splitext(os.path.basename(args.target))[0]
+        params: dict[str, object] = dict(checkpoint.algorithm.get("params") or {})
+    else:
+        lsa, params = resolve(args.target, args)
+        model = lsa.model(params)
+        weights, shape, text = model.weights(), model.shape, describe(lsa.name, params)
+        name = algorithm = lsa.name
+    d = shape.d_in - 1
+    sign = float(weights["unembed.W_U"][d, 0])
+    lines = [f"# `{name}` ({algorithm}): linear self-attention", "",
+             f"Width d_model = {shape.d_model}, {shape.n_layers} block(s), attention kind "
+             f"`{shape.attn_kind}`, mask `{shape.attn_mask}` (keys and values: the n = "
+             f"{shape.n_ctx - 1} exemplars; the query is no key), scores divided by "
+             f"attn_scale = {shape.attn_scale:g}; no MLP, no LayerNorm.", "",
+             "Tokens `[x, y]`, query `[x_q, 0]` (`concat-xy`); the prediction is "
+             f"`out[..., 0] = {sign:g} * (query's y-slot)` at the last position.", "",
+             "## The update", "", "```", text.rstrip(), "```", "",
+             "## Weights (column convention: e_t <- e_t + W_PV sum_i e_i (e_i^T W_KQ e_t) / n)",
+             "", "Embedding E (resid = E [x; y]):", "", _matrix(weights["embed.W_E"].T), ""]
+    for l in range(shape.n_layers):
+        kq, pv = block_matrices(weights, l)
+        g_eff = sign * (pv[-1, -1] * kq[:-1, :-1] + np.outer(pv[-1, :-1], kq[-1, :-1]))
+        lines += [f"### Block {l}", "", "W_KQ (checkpoint: W_Q = W_KQ^T, W_K = I):", "",
+                  _matrix(kq), "", "W_PV (checkpoint: W_V = W_PV^T, W_O = I):", "", _matrix(pv),
+                  "", "G_eff = s (W_PV[y,y] W_KQ[x,x] + W_PV[y,x]^T W_KQ[y,x]), the "
+                  "preconditioner applied to (1/n) sum_i r_i x_i:", "", _matrix(g_eff), ""]
+    lines += ["## Dual form (Dai et al.)", "",
+              "With the y-slots holding residuals r_i = y_i - w_k^T x_i, block k adds "
+              "`-dW_k x_t` to every y-slot, `dW_k = sum_i e_i (P x_i)^T`, `e_i = r_i / n`: "
+              "GD on a linear layer, written as linear attention with values e_i and keys "
+              "x_i. `rawc verify` checks it on every block.", ""]
+    if algorithm in ("lsa-gd", "lsa-precond-gd") and not params.get("momentum"):
+        from verify.proofs.linear_attention import report
+
+        proof, _ = report(algorithm, min(d, 2), 2, 1, times=False)
+        lines += ["## Proof (`rawc prove " + algorithm + "`, d <= 2, n = 2, symbolic)", "",
+                  "```", proof.rstrip(), "```", ""]
+    return name, "\n".join(lines)
