@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from construct.language import interpreter
-from construct.algorithms.theorems import ALGORITHMS, get_algorithm
+from construct.algorithms.registry import PROGRAM_ALGORITHMS as ALGORITHMS, get_algorithm
 from construct.model.assemble import compile_program
 from construct.compiler.config import CompileConfig
 from construct.model.transformer import Transformer

@@ -16,7 +16,8 @@ from safetensors.torch import save_file
 from construct.language import interpreter
 from construct.algorithms.theorems import gd_program, sherman_morrison_program
 from construct.model.assemble import compile_program
-from construct.model.checkpoint import (SCHEMA, Checkpoint, CheckpointError, expected_shapes,
+from construct.model.checkpoint_format import SCHEMA, CheckpointError, expected_shapes
+from construct.model.checkpoint import (Checkpoint,
                                   load_checkpoint, save_checkpoint)
 from construct.model.transformer import Transformer
 

@@ -65,7 +65,7 @@ def test_docs_check_reports_a_stale_page(tmp_path, capsys) -> None:
 
 
 def test_explain_works_for_every_named_algorithm(capsys) -> None:
-    from construct.algorithms.theorems import ALGORITHMS
+    from construct.algorithms.registry import PROGRAM_ALGORITHMS as ALGORITHMS
 
     for name in ALGORITHMS:
         assert explain_command.main(explain_command.page_args(name, 1)) == 0

@@ -15,7 +15,7 @@ import pytest
 from construct.teach import explain
 
 from construct.teach import explain_command
-from construct.algorithms.theorems import get_algorithm
+from construct.algorithms.registry import get_algorithm
 from construct.model.assemble import compile_program
 from construct.language.builder import ProgramBuilder, prev
 from construct.compiler.config import CompileConfig

@@ -9,7 +9,7 @@ import pytest
 from construct.model import checkpoint
 
 from construct.teach import explain_command
-from construct.algorithms.theorems import get_algorithm
+from construct.algorithms.registry import get_algorithm
 from construct.model.assemble import compile_program
 from construct.compiler.config import CompileConfig
 from construct.compiler.propagate import end_to_end_bound

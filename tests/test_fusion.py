@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from construct.language import interpreter
-from construct.algorithms.theorems import get_algorithm
+from construct.algorithms.registry import get_algorithm
 from construct.model.assemble import CompiledModel, compile_program
 from construct.language.builder import ProgramBuilder, prev
 from construct.language.check import is_mlp_op

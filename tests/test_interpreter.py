@@ -15,7 +15,8 @@ import torch
 from hypothesis import given, strategies as st
 
 from construct.language import interpreter
-from construct.algorithms.theorems import default_w0, gd_program, sherman_morrison_program
+from construct.algorithms.theorems import gd_program, sherman_morrison_program
+from construct.algorithms.parameters import default_w0
 from construct.language.builder import ProgramBuilder, column, mean_of, prev
 from construct.language.program import Fixed, MeanOf, Prev, Program, ReadMap
 

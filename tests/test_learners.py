@@ -12,7 +12,7 @@ import torch
 from hypothesis import given, strategies as st
 
 from construct.language import interpreter
-from construct.algorithms.theorems import get_algorithm
+from construct.algorithms.registry import get_algorithm
 from construct.model.assemble import compile_program
 from construct.compiler.config import CompileConfig, torch_dtype
 from construct.model.inputs import InputError, validate_tokens

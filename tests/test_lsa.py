@@ -7,11 +7,12 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from construct.model.checkpoint import load_checkpoint
-from construct.targets.linear.block import LinearSelfAttention, encode, is_lsa_checkpoint, load_lsa, save_lsa
+from construct.model.checkpoint import load_checkpoint, save_checkpoint
+from construct.model.inputs import concat_xy_tokens as encode
+from construct.model.transformer import Transformer
 from construct.algorithms.linear_attention import (LSA_ALGORITHMS, ahn_gamma, eta_star, gd_iterates,
                                       iid_one_step, inverse_gamma, one_step_risk,
-                                      reference_prediction)
+                                      reference_prediction, step_matrix)
 from construct.language.program import ProgramError
 from verify.check.linear_attention import block_loop, dual_form_checks, momentum_check, verify_checkpoint
 
@@ -32,7 +33,7 @@ def relative(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def run(name: str, params: dict[str, object], x, y, x_q):
     model = LSA_ALGORITHMS[name].model(params)
-    net = LinearSelfAttention(model.shape, model.weights(), model.momentum, x.dtype)
+    net = Transformer(model.shape, model.weights(), x.dtype)
     return net, net(encode(x, y, x_q))
 
 
@@ -54,7 +55,8 @@ def test_lsa_gd_is_k_gd_steps(size, eta, data, seed):
         w = w - eta / n * sum(((w * x[:, i]).sum(-1) - y[:, i])[:, None] * x[:, i]
                               for i in range(n))
     assert relative(cache.prediction, (w * x_q).sum(-1)) <= RTOL64
-    assert all(c.ok for c in dual_form_checks(params, "lsa-gd", cache, x, y, x_q, RTOL64))
+    assert all(c.ok for c in dual_form_checks(params, step_matrix(params, d), cache, x, y, x_q,
+                                                RTOL64))
 
 
 @given(sizes, etas, st.floats(0.0, 0.5), seeds)
@@ -64,11 +66,11 @@ def test_gd_plus_plus(size, eta, gamma, seed):
                                                         gamma=gamma)
     x, y, x_q = tasks(d, n, seed)
     _, cache = run("lsa-gd-plus-plus", params, x, y, x_q)
-    assert relative(cache.prediction, reference_prediction("lsa-gd-plus-plus", params, x, y,
+    assert relative(cache.prediction, reference_prediction(params, x, y,
                                                            x_q)) <= RTOL64
     if gamma == 0:  # GD++ without the input step is GD from 0
         gd = LSA_ALGORITHMS["lsa-gd"].resolve(d=d, n=n, steps=steps, eta=eta)
-        assert relative(cache.prediction, reference_prediction("lsa-gd", gd, x, y, x_q)) <= RTOL64
+        assert relative(cache.prediction, reference_prediction(gd, x, y, x_q)) <= RTOL64
 
 
 @given(sizes, st.data(), seeds)
@@ -94,11 +96,12 @@ def test_momentum_block(d, n, steps, beta, seed):
     net, cache = run("lsa-gd", params, x, y, x_q)
     assert momentum_check(net, cache, RTOL64).ok
     loop = block_loop(net, encode(x, y, x_q), n)
-    for got, ref in zip(cache.residuals, loop):
-        assert relative(got, ref) <= RTOL64
+    for l, ref in enumerate(loop[1:]):
+        assert relative(cache.after_layer(l), ref) <= RTOL64
     # layer 0 by hand: MoAttn - Attn = sum_{i<t} beta^(t-i) v_i, v_i = W_PV e_i (y-row -eta r_i)
     resid = cache.residuals[0]
-    extra = cache.attention[0] - net.block(resid, 0, momentum=False)
+    extra = cache.attention[0] - net.attention_output(resid, 0, momentum=False) \
+        - net.weight("blocks.0.attn.b_O")
     for t in range(n + 1):
         want = sum((beta ** (t - i) * -params["eta"] * resid[:, i, d] for i in range(min(t, n))),
                    torch.zeros_like(resid[:, 0, d]))
@@ -109,7 +112,7 @@ def test_float32_is_close():
     params = LSA_ALGORITHMS["lsa-gd"].resolve(d=4, n=10, steps=3, eta=0.5, w0=[1, -1, 0.5, 0])
     x, y, x_q = tasks(4, 10, 0, batch=256, dtype=torch.float32)
     _, cache = run("lsa-gd", params, x, y, x_q)
-    ref = reference_prediction("lsa-gd", params, x.double(), y.double(), x_q.double())
+    ref = reference_prediction(params, x.double(), y.double(), x_q.double())
     assert relative(cache.prediction, ref) <= 1e-5
 
 
@@ -144,18 +147,18 @@ def test_checkpoint_round_trip(tmp_path):
     algorithm = LSA_ALGORITHMS["lsa-precond-gd"]
     params = algorithm.resolve(d=3, n=6, Sigma="1,2,0.5", steps=2)
     path = tmp_path / "pc.safetensors"
-    save_lsa(algorithm.model(params), path, "lsa-precond-gd", params, "# text\n")
-    assert is_lsa_checkpoint(path)
-    checkpoint = load_checkpoint(path)           # the ordinary loader reads it unchanged
+    save_checkpoint(algorithm.construct(params), path, "lsa-precond-gd", params)
+    checkpoint = load_checkpoint(path)           # the one loader of every checkpoint
     config = checkpoint.metadata["rawc.config"]
     assert (config["attn_kind"], config["attn_mask"], config["act_fn"]) == ("linear", "context",
                                                                            "none")
     assert config["input_format"]["kind"] == "concat-xy"
-    _, net = load_lsa(path)
+    assert checkpoint.shape.attn_kind.is_linear
+    net = checkpoint.model()
     x, y, x_q = tasks(3, 6, 1)
     assert relative(net(encode(x, y, x_q)).prediction,
-                    reference_prediction("lsa-precond-gd", params, x, y, x_q)) <= RTOL64
-    report = verify_checkpoint(str(path), trials=64)
+                    reference_prediction(params, x, y, x_q)) <= RTOL64
+    report = verify_checkpoint(checkpoint, trials=64)
     assert report["ok"] and len(report["checks"]) == 6
 
 

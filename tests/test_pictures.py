@@ -10,7 +10,7 @@ pytest.importorskip("matplotlib")
 
 from matplotlib import image  # noqa: E402
 
-from construct.algorithms.theorems import get_algorithm  # noqa: E402
+from construct.algorithms.registry import get_algorithm  # noqa: E402
 from construct.model.assemble import CompiledModel, compile_program  # noqa: E402
 from construct.compiler.config import CompileConfig  # noqa: E402
 from construct.teach.pictures import (attention_pattern, row_labels, run_example,  # noqa: E402

@@ -9,6 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from construct.algorithms import theorems as algorithms
+from construct.algorithms.parameters import default_w0
+from construct.algorithms.registry import get_algorithm
 from construct.cli.main import main as cli_main
 from construct.language.parser import parse_program
 from verify.proofs.programs import prove_program
@@ -22,7 +24,7 @@ DROPPED_TERM_SM = algorithms.SHERMAN_MORRISON_LISTING.replace("W1 = I, W2 = -I",
 @pytest.mark.parametrize("name", ["gd", "sherman-morrison"])
 @pytest.mark.parametrize("d", [1, 2, 3])
 def test_named_programs_are_proved(name: str, d: int, listing: bool) -> None:
-    algorithm = algorithms.get_algorithm(name)
+    algorithm = get_algorithm(name)
     params = algorithm.resolve(d=d)
     proof = prove_program(name, params, algorithm.program(params, listing=listing))
     assert proof.proved, proof.render()
@@ -52,7 +54,7 @@ def test_sherman_morrison_proved_for_drawn_lambda(d: int, lam: Fraction) -> None
 def test_paper_sign_misprint_is_refused_with_the_differing_term() -> None:
     params = {"d": 2, "alpha": Fraction(1, 10), "lam": Fraction(1, 100)}
     wrong = parse_program(WRONG_SIGN_GD, {"d": 2, "alpha": params["alpha"], "lam": params["lam"],
-                                          "w": algorithms.default_w0(2)})
+                                          "w": default_w0(2)})
     proof = prove_program("gd", params, wrong)
     assert not proof.proved
     # w' is off by 4 alpha lam w0 = (1/250, -1/500): the difference is x2_1/250 - x2_2/500.
@@ -94,7 +96,7 @@ def test_cli_prove_exits_1_on_the_misprinted_listing(monkeypatch, capsys) -> Non
 @pytest.mark.parametrize("name, d, n", [("ridge", 2, 2), ("ridge", 2, 3), ("ridge", 1, 3),
                                         ("sgd", 3, 3), ("gd-batch", 3, 3), ("sgd", 2, 1)])
 def test_learners_are_proved_at_every_prefix(name: str, d: int, n: int) -> None:
-    algorithm = algorithms.get_algorithm(name)
+    algorithm = get_algorithm(name)
     params = algorithm.resolve(d=d, n=n)
     proof = prove_program(name, params)
     assert proof.proved, proof.render()
@@ -104,7 +106,7 @@ def test_learners_are_proved_at_every_prefix(name: str, d: int, n: int) -> None:
 
 
 def _ridge_text_with(old: str, new: str) -> str:
-    algorithm = algorithms.get_algorithm("ridge")
+    algorithm = get_algorithm("ridge")
     text = algorithm.program(algorithm.resolve(d=2, n=2)).text()
     assert old in text
     return text.replace(old, new)
@@ -125,7 +127,7 @@ def test_broken_ridge_stage_is_refused_with_the_differing_term(old: str, new: st
 
 def test_sgd_without_the_kept_prior_is_refused() -> None:
     """Dropping the prior's correction term lets w0 decay at the prior column."""
-    algorithm = algorithms.get_algorithm("sgd")
+    algorithm = get_algorithm("sgd")
     params = algorithm.resolve(d=2, n=2, lam=Fraction(1, 2), alpha=Fraction(1, 10))
     text = algorithm.program(params).text().replace(" + keep * 1", "")
     proof = prove_program("sgd", params, parse_program(text))

@@ -8,7 +8,9 @@ import pytest
 import torch
 from hypothesis import given, strategies as st
 
-from construct.algorithms.theorems import get_algorithm, sherman_morrison_program
+from construct.algorithms.theorems import sherman_morrison_program
+
+from construct.algorithms.registry import get_algorithm
 from construct.model.assemble import compile_program
 from construct.model.checkpoint import load_checkpoint
 from construct.cli.main import main as cli_main

@@ -19,7 +19,7 @@ from fractions import Fraction
 
 import torch
 
-from construct.algorithms.theorems import default_w0
+from construct.algorithms.parameters import default_w0
 from verify.tasks import Tasks
 
 SINGLE_EXEMPLAR = ("gd", "sherman-morrison")

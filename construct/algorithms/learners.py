@@ -28,14 +28,13 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
+from construct.algorithms.parameters import start_weights, upper_fraction
 from construct.language.builder import ProgramBuilder, mean_of, prev
 from construct.language.program import Program, ProgramError, identity, to_fraction
 
 
 def _upper(value: float) -> Fraction:
     """A declared bound: a short fraction >= ``value`` (and > 0, as declared bounds must be)."""
-    from construct.algorithms.theorems import upper_fraction
-
     return max(upper_fraction(value), Fraction(1, 10 ** 6))
 
 
@@ -76,9 +75,8 @@ def sgd_program(d: int, n: int = 4, alpha: object = Fraction(1, 100), lam: objec
     (``g = 0``, ``w_in = w0``) that is ``c w0 + (1 - c) w0 = w0``, so the prior stays put;
     ``keep`` is zero in every other column.
     """
-    from construct.algorithms.theorems import _w0
 
-    n, alpha, lam, start = _check_n(n), to_fraction(alpha), to_fraction(lam), _w0(d, w0)
+    n, alpha, lam, start = _check_n(n), to_fraction(alpha), to_fraction(lam), start_weights(d, w0)
     decay = 1 - 2 * alpha * lam
     weight = sgd_weight_bound(d, n, alpha, lam, start, input_bound)
     b = ProgramBuilder("sgd", d)
@@ -163,10 +161,9 @@ def gd_batch_program(d: int, n: int = 4, alpha: object = Fraction(1, 10), lam: o
     (at ``x_1`` there is no y-column and the read averages the prior and itself: zero).
     Depth is constant in ``n``.
     """
-    from construct.algorithms.theorems import _w0
 
     _check_n(n)
-    alpha, lam, start = to_fraction(alpha), to_fraction(lam), _w0(d, w0)
+    alpha, lam, start = to_fraction(alpha), to_fraction(lam), start_weights(d, w0)
     b = ProgramBuilder("gd-batch", d)
     b.prior_column()
     b.mov("xe", "x", prev())                              # x_i at its y-column, 0 elsewhere

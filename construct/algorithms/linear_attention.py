@@ -34,9 +34,11 @@ from fractions import Fraction
 import numpy as np
 import torch
 
-from construct.algorithms.theorems import Parameter
-from construct.targets.linear.block import LSABlock, LSAModel
+from construct.algorithms.family import Family
+from construct.algorithms.parameters import Parameter
 from construct.language.program import ProgramError
+from construct.model.linear import LinearConstruction
+from construct.targets.linear.block import LSABlock, LSAModel
 
 FORMULAS = ("ahn", "inverse")
 
@@ -165,17 +167,27 @@ def gd_plus_plus_reference(x: torch.Tensor, y: torch.Tensor, x_q: torch.Tensor, 
     return -rq
 
 
-def reference_prediction(name: str, p: dict[str, object], x: torch.Tensor, y: torch.Tensor,
+def step_matrix(p: dict[str, object], d: int) -> np.ndarray | None:
+    """The matrix ``P`` of ``w <- w + P (1/n) sum_i r_i x_i`` for GD (``eta I``) and
+    preconditioned GD (``Gamma``); None for GD++ (it also moves the inputs)."""
+    if p.get("Gamma") is not None:
+        return np.asarray(p["Gamma"], dtype=np.float64)
+    if "gamma" in p:
+        return None
+    return float(p["eta"]) * np.eye(d)
+
+
+def reference_prediction(p: dict[str, object], x: torch.Tensor, y: torch.Tensor,
                          x_q: torch.Tensor) -> torch.Tensor:
-    """The closed-form prediction of algorithm ``name`` (no momentum) on a batch."""
-    opts = {"dtype": x.dtype, "device": x.device}
-    d = x.shape[-1]
-    if name == "lsa-gd-plus-plus":
+    """The closed-form prediction of the construction with resolved parameters ``p`` (no
+    momentum) on a batch: the explicit GD loop, or GD++'s."""
+    P = step_matrix(p, x.shape[-1])
+    if P is None:
         return gd_plus_plus_reference(x, y, x_q, float(p["eta"]), float(p["gamma"]),
                                       int(p["steps"]))
-    P = (float(p["eta"]) * torch.eye(d, **opts) if name == "lsa-gd"
-         else torch.as_tensor(np.asarray(p["Gamma"], dtype=np.float64), **opts))
-    w = gd_iterates(x, y, P, torch.as_tensor(p["w0"], **opts), int(p["steps"]))[-1]
+    P = torch.as_tensor(P, dtype=x.dtype, device=x.device)
+    w = gd_iterates(x, y, P, torch.as_tensor(p["w0"], dtype=x.dtype, device=x.device),
+                    int(p["steps"]))[-1]
     return (w * x_q).sum(-1)
 
 
@@ -199,12 +211,29 @@ def _matrix(value: object, d: int, what: str) -> np.ndarray:
     return out
 
 
+def _gd_update(p: dict[str, object]) -> list[str]:
+    return [f"block: y_t <- y_t - (eta/n) sum_i y_i x_i^T x_t, eta = {p['eta']:.17g}"]
+
+
+def _gd_plus_plus_update(p: dict[str, object]) -> list[str]:
+    return [f"block: y_t <- y_t - (eta/n) sum_i y_i x_i^T x_t, eta = {p['eta']:.17g}",
+            f"       x_t <- x_t - (gamma/n) sum_i x_i x_i^T x_t, gamma = {p['gamma']:.17g}"]
+
+
+def _precond_update(p: dict[str, object]) -> list[str]:
+    return [f"block: y_t <- y_t - (1/n) sum_i y_i x_i^T Gamma^T x_t, Gamma = {p['Gamma']}"]
+
+
 @dataclasses.dataclass(frozen=True)
 class LSAAlgorithm:
+    """A named linear-self-attention construction: parameters, blocks, the update as text."""
+
     name: str
     summary: str
     parameters: tuple[Parameter, ...]
     build: Callable[[dict[str, object]], LSAModel]
+    update: Callable[[dict[str, object]], list[str]]
+    family: Family = Family.LINEAR_ATTENTION
 
     def resolve(self, **given: object) -> dict[str, object]:
         """Every parameter's value (floats, lists), the derived ones filled in."""
@@ -256,6 +285,25 @@ class LSAAlgorithm:
     def model(self, params: dict[str, object]) -> LSAModel:
         return self.build(params)
 
+    def describe(self, params: dict[str, object]) -> str:
+        """The update the model runs, as text (the checkpoint's ``rawc.program``)."""
+        d, steps = params["d"], params["steps"]
+        lines = [f"# {self.name}: {steps} linear self-attention block(s), all equal; tokens "
+                 "[x, y], query [x_q, 0]; y-slot = label - w_k^T x; prediction = -(query "
+                 "y-slot)",
+                 f"embed: [x, y] -> [x, y - w0^T x], w0 = {params.get('w0', [0.0] * d)}",
+                 *self.update(params)]
+        if params["momentum"]:
+            lines.append(f"momentum: + sum_(i<t) beta^(t-i) v_i, beta = {params['momentum']}")
+        return "\n".join(lines) + "\n"
+
+    def construct(self, params: dict[str, object], config: object = None,
+                  listing: bool = False) -> LinearConstruction:
+        """The blocks for resolved ``params`` (``config``: unused; the blocks are exact)."""
+        if listing:
+            raise ProgramError(f"{self.name} has no paper listing (drop --listing)")
+        return LinearConstruction(self.name, self.model(params), self.describe(params))
+
 
 _COMMON = (Parameter("d", int, 2, "input dimension"),
            Parameter("n", int, 10, "number of exemplars (the 1/n of the mean loss)"),
@@ -270,25 +318,27 @@ LSA_ALGORITHMS: dict[str, LSAAlgorithm] = {
         (*_COMMON, Parameter("eta", float, None, "step size on the mean loss; default "
                                                  "n/(n+d+1) (optimal one step, N(0, I) data)"),
          _W0, _MOMENTUM),
-        build_gd),
+        build_gd, _gd_update),
     "lsa-gd-plus-plus": LSAAlgorithm(
         "lsa-gd-plus-plus", "GD++: GD steps that also precondition the inputs, "
                             "x <- (I - gamma S) x (von Oswald et al.)",
         (*_COMMON, Parameter("eta", float, None, "step size on the mean loss; default n/(n+d+1)"),
          Parameter("gamma", float, 0.1, "input step on the mean, x <- (I - gamma S) x"),
          _MOMENTUM),
-        build_gd_plus_plus),
+        build_gd_plus_plus, _gd_plus_plus_update),
     "lsa-precond-gd": LSAAlgorithm(
         "lsa-precond-gd", "preconditioned GD, w <- w - Gamma grad L: the optimal one-layer LSA "
                           "(Ahn et al.; Zhang-Frei-Bartlett; Mahankali et al.)",
-        (*_COMMON, Parameter("Gamma", list, None, "preconditioner 'a,b;c,d' (default: from Sigma)"),
+        (*_COMMON, Parameter("Gamma", list, None, "preconditioner 'a,b;c,d' (default: from Sigma)",
+                   flag="precond"),
          Parameter("Sigma", list, None, "covariance of x, 'a,b;c,d' or a diagonal 'a,b' "
-                                        "(default I)"),
+                                        "(default I)", flag="sigma"),
          Parameter("formula", str, "ahn", "ahn: ((1+1/n)S + (trS+s2)/n I)^-1 (w ~ N(0, I)); "
                                           "inverse: eta* S^-1 (w ~ N(0, S^-1))"),
-         Parameter("noise", float, 0.0, "label noise std (s2 = noise^2 in the formulas)"),
+         Parameter("noise", float, 0.0, "label noise std (s2 = noise^2 in the formulas)",
+                   flag="noise-std"),
          _W0, _MOMENTUM),
-        build_precond),
+        build_precond, _precond_update),
 }
 
 

@@ -1,4 +1,4 @@
-"""Named algorithms: each as a clean builder program and as the paper's own listing.
+"""Theorems 1 and 2: each as a clean builder program and as the paper's own listing.
 
 ``gd`` (Theorem 1, Appendix A): one gradient step on the first exemplar from ``w0``,
 ``w' = w0 - 2 alpha (x x^T w0 - y x + lam w0)``, predicted at the next x-token as ``w'^T x_q``.
@@ -12,87 +12,16 @@ Appendix B step 14 has shape ``1, d, 1``).
 """
 from __future__ import annotations
 
-import dataclasses
-import inspect
-from collections.abc import Callable
 from fractions import Fraction
 
-from construct.algorithms import learners
+from construct.algorithms.parameters import start_weights, upper_fraction
 from construct.language.builder import ProgramBuilder, prev
-from construct.language.program import Program, ProgramError, identity, to_fraction
-
-
-@dataclasses.dataclass(frozen=True)
-class Parameter:
-    name: str
-    kind: type
-    default: object
-    help: str
-
-
-@dataclasses.dataclass(frozen=True)
-class Algorithm:
-    name: str
-    summary: str
-    parameters: tuple[Parameter, ...]
-    build: Callable[..., Program]
-    listing: Callable[..., Program] | None = None
-    lam_rule: str = "any"  # "any", ">= 0" or "> 0"
-
-    def resolve(self, **given: object) -> dict[str, object]:
-        """Every parameter's value: given ones checked, the others defaulted."""
-        known = {p.name for p in self.parameters}
-        unknown = sorted(set(given) - known)
-        if unknown:
-            raise ProgramError(f"{self.name} has no parameter(s) {', '.join(unknown)}; "
-                               f"it takes {', '.join(sorted(known))}")
-        values = {p.name: given.get(p.name, p.default) for p in self.parameters}
-        if values.get("w0") is None:
-            values.pop("w0", None)
-        if int(values["d"]) < 1:
-            raise ProgramError(f"d must be >= 1, got {values['d']}")
-        lam = to_fraction(values["lam"]) if "lam" in values else None
-        if lam is not None and ((self.lam_rule == "> 0" and lam <= 0)
-                                or (self.lam_rule == ">= 0" and lam < 0)):
-            raise ProgramError(f"lam must be {self.lam_rule} for {self.name}, got "
-                               f"{values['lam']}")
-        if "n" in values and int(values["n"]) < 1:
-            raise ProgramError(f"n (the number of exemplars) must be >= 1, got {values['n']}")
-        return values
-
-    def program(self, params: dict[str, object], input_bound: float = 4.0,
-                listing: bool = False) -> Program:
-        """The builder program (or the paper listing) for resolved ``params``.
-
-        Builders that declare bounds on their results get the input bound those depend on.
-        """
-        if listing:
-            if self.listing is None:
-                raise ProgramError(f"{self.name} has no paper listing; compile its builder "
-                                   "program (drop --listing)")
-            return self.listing(**params)
-        if "input_bound" in inspect.signature(self.build).parameters:
-            return self.build(**params, input_bound=input_bound)
-        return self.build(**params)
-
-
-def default_w0(d: int) -> list[Fraction]:
-    """A fixed, data-independent start ``w0`` (alternating signs, shrinking): ``(-1)^k / (k+1)``."""
-    return [Fraction((-1) ** k, k + 1) for k in range(d)]
-
-
-def _w0(d: int, w0: object) -> list[Fraction]:
-    if w0 is None:
-        return default_w0(d)
-    values = [to_fraction(v) for v in (w0 if isinstance(w0, (list, tuple)) else [w0] * d)]
-    if len(values) != d:
-        raise ProgramError(f"w0 has {len(values)} entries, d = {d}")
-    return values
+from construct.language.program import Program, identity, to_fraction
 
 
 def gd_program(d: int, alpha: object = Fraction(1, 10), lam: object = Fraction(1, 100),
                w0: object = None) -> Program:
-    alpha, lam, start = to_fraction(alpha), to_fraction(lam), _w0(d, w0)
+    alpha, lam, start = to_fraction(alpha), to_fraction(lam), start_weights(d, w0)
     b = ProgramBuilder("gd", d)
     b.mov("x", "x", prev(on="y"))                                  # x_1 also at the y column
     b.aff("err", {"x": [start], "y": -1})                           # w0^T x - y
@@ -102,12 +31,6 @@ def gd_program(d: int, alpha: object = Fraction(1, 10), lam: object = Fraction(1
     b.mov("w_q", "w", prev(on="x"))                                 # w' at the query column
     b.dot("pred", "w_q", "x")                                       # w'^T x_q
     return b.build(output="pred")
-
-
-def upper_fraction(value: float) -> Fraction:
-    """A short fraction no smaller than ``value`` (declared bounds must not undercut)."""
-    guess = Fraction(value * (1 + 1e-12)).limit_denominator(10 ** 6)
-    return guess if guess >= value else guess + Fraction(1, 10 ** 6)
 
 
 def sherman_morrison_program(d: int, lam: object = Fraction(1, 2),
@@ -186,7 +109,7 @@ def gd_listing(d: int, alpha: object = Fraction(1, 10), lam: object = Fraction(1
     from construct.language.parser import parse_program
 
     return parse_program(GD_LISTING, {"d": d, "alpha": to_fraction(alpha),
-                                      "lam": to_fraction(lam), "w": _w0(d, w0)})
+                                      "lam": to_fraction(lam), "w": start_weights(d, w0)})
 
 
 def sherman_morrison_listing(d: int, lam: object = Fraction(1, 2)) -> Program:
@@ -194,52 +117,3 @@ def sherman_morrison_listing(d: int, lam: object = Fraction(1, 2)) -> Program:
 
     return parse_program(SHERMAN_MORRISON_LISTING, {"d": d, "lam": to_fraction(lam),
                                                     "div_min": 1})
-
-
-def _step_parameters(alpha: Fraction) -> tuple[Parameter, ...]:
-    """The parameters of the gradient learners over n exemplars (``sgd``, ``gd-batch``)."""
-    return (Parameter("d", int, 2, "input dimension"),
-            Parameter("n", int, 4, "number of exemplars"),
-            Parameter("alpha", Fraction, alpha, "step size"),
-            Parameter("lam", Fraction, Fraction(0), "ridge penalty"),
-            Parameter("w0", list, None, "start weights (default (-1)^k/(k+1))"))
-
-
-ALGORITHMS: dict[str, Algorithm] = {
-    "gd": Algorithm(
-        "gd", "one gradient-descent step on one exemplar (Theorem 1, O(d) width)",
-        (Parameter("d", int, 2, "input dimension"),
-         Parameter("alpha", Fraction, Fraction(1, 10), "step size"),
-         Parameter("lam", Fraction, Fraction(1, 100), "ridge penalty"),
-         Parameter("w0", list, None, "start weights (default (-1)^k/(k+1))")),
-        gd_program, gd_listing),
-    "sherman-morrison": Algorithm(
-        "sherman-morrison",
-        "one Sherman-Morrison ridge update on one exemplar (Theorem 2, O(d^2) width)",
-        (Parameter("d", int, 2, "input dimension"),
-         Parameter("lam", Fraction, Fraction(1, 2), "ridge penalty (> 0)")),
-        sherman_morrison_program, sherman_morrison_listing, lam_rule="> 0"),
-    "sgd": Algorithm(
-        "sgd", "one pass of SGD over n exemplars, predicting at every prefix (O(n) depth)",
-        _step_parameters(alpha=Fraction(1, 100)),
-        learners.sgd_program, lam_rule=">= 0"),
-    "ridge": Algorithm(
-        "ridge", "ridge regression at every prefix by n stacked Sherman-Morrison updates "
-        "(O(d^2) width, O(n) depth)",
-        (Parameter("d", int, 2, "input dimension"),
-         Parameter("n", int, 4, "number of exemplars"),
-         Parameter("lam", Fraction, Fraction(1, 2), "ridge penalty (> 0)")),
-        learners.ridge_program, lam_rule="> 0"),
-    "gd-batch": Algorithm(
-        "gd-batch", "one full-batch GD step (mean loss) on the exemplars before each query "
-        "(constant depth)",
-        _step_parameters(alpha=Fraction(1, 10)),
-        learners.gd_batch_program, lam_rule=">= 0"),
-}
-
-
-def get_algorithm(name: str) -> Algorithm:
-    try:
-        return ALGORITHMS[name]
-    except KeyError:
-        raise ProgramError(f"unknown algorithm {name!r}; known: {', '.join(ALGORITHMS)}") from None

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from fractions import Fraction
 
+from construct.algorithms.registry import (ALGORITHMS, algorithm_params, get_algorithm,
+                                           parameter_options)
 from construct.language.program import ProgramError
 
 DESCRIPTION = """\
@@ -22,103 +23,50 @@ typical use:
 """
 
 
-def _algorithm_params(args: argparse.Namespace) -> dict[str, object]:
-    params: dict[str, object] = {"d": args.d}
-    if getattr(args, "n", None) is not None:
-        params["n"] = args.n
-    if args.alpha is not None:
-        params["alpha"] = Fraction(args.alpha)
-    if args.lam is not None:
-        params["lam"] = Fraction(args.lam)
-    if args.w0 is not None:
-        params["w0"] = [Fraction(v) for v in args.w0.split(",")]
-    return params
-
-
 def _cmd_list(args: argparse.Namespace) -> int:
-    from construct.algorithms.theorems import ALGORITHMS
-
     for algorithm in ALGORITHMS.values():
         print(f"{algorithm.name}: {algorithm.summary}")
+        width = max(len(p.option) for p in algorithm.parameters)
         for p in algorithm.parameters:
             default = "(see help)" if p.default is None else p.default
-            print(f"    --{p.name:<6} {p.help}; default {default}")
-    from construct.cli.linear_attention import list_lines  # linear self-attention constructions
-
-    print("\n".join(list_lines()))
+            print(f"    {p.option:<{width}} {p.help}; default {default}")
     return 0
 
 
 def _cmd_compile(args: argparse.Namespace) -> int:
-    from construct.algorithms.theorems import get_algorithm
-    from construct.model.assemble import compile_program
-    from construct.model.checkpoint import save_checkpoint
+    from construct.cli.summary import compile_summary
     from construct.compiler.config import CompileConfig
+    from construct.model.checkpoint import save_checkpoint
 
-    if args.name.startswith("lsa-"):  # linear self-attention: construct/lsa_cli.py
-        from construct.cli.linear_attention import compile_main
-        return compile_main(args)
     algorithm = get_algorithm(args.name)
-    params = algorithm.resolve(**_algorithm_params(args))
+    params = algorithm.resolve(**algorithm_params(args))
     overrides = {"input_bound": args.bound, "n_ctx": args.n_ctx, "schedule": args.schedule,
                  "form": args.form}
     config = CompileConfig.for_dtype(args.dtype, **overrides)
-    program = algorithm.program(params, config.input_bound, listing=args.listing)
-    compiled = compile_program(program, config)
-    save_checkpoint(compiled, args.output, algorithm=args.name, params=params)
-    shape = compiled.shape
-    print(f"compiled {args.name} ({'paper listing' if args.listing else 'builder program'}) "
-          f"with {', '.join(f'{k}={v}' for k, v in params.items() if v is not None)}")
-    stored = ("" if shape.loop is None else
-              f" ({shape.n_layers} stored; {shape.loop[1]} shared layers run {shape.loop[2]} "
-              "times)")
-    print(f"  width d_model = {shape.d_model}, depth = {shape.depth} layers{stored}, "
-          f"heads = {shape.n_heads} x d_head {shape.d_head}, d_mlp = {shape.d_mlp}, "
-          f"parameters = {compiled.n_params} ({compiled.n_nonzero_params} nonzero)")
-    from construct.compiler.limits import limits
-
-    bound = limits(compiled.program, compiled.layout)
-    print(f"  lower bounds: depth >= {bound.depth} layers (critical path: "
-          f"{bound.critical_halves + 1} halves of attention hops and MLP nonlinearity levels), "
-          f"d_model >= {bound.width} "
-          f"({len(compiled.layout.fixed)} fixed rows + {bound.live_set} rows live at once); "
-          f"{len(compiled.schedule.fused)} affine maps folded, "
-          f"{len(compiled.schedule.virtual)} slots never stored")
-    if compiled.source_program.loop is not None and config.form == "stacked":
-        print("  (a loop: --form shared stores one stage and keeps the parameter count "
-              "constant in n)")
-    from construct.compiler.propagate import end_to_end_bound
-
-    for dtype in ("float64", "float32"):
-        note = "" if dtype == config.dtype else f", constants tuned for {config.dtype}"
-        print(f"  predicted end-to-end error bound ({dtype}{note}, |inputs| <= "
-              f"{config.input_bound:g}): {end_to_end_bound(compiled, dtype):.3g}")
+    built = algorithm.construct(params, config, listing=args.listing)
+    save_checkpoint(built, args.output, algorithm=args.name, params=params)
+    for line in compile_summary(args.name, built, params, listing=args.listing):
+        print(line)
     print(f"  wrote {args.output}")
     return 0
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from verify.check.runner import main as verify_main
-    from construct.targets.linear.block import is_lsa_checkpoint
+    from verify.check.command import main as verify_main
 
-    if is_lsa_checkpoint(args.path):  # linear self-attention: verify/lsa_verify.py
-        from verify.check.linear_attention import main as verify_main
     return verify_main(args)
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
     from construct.teach.explain_command import main as explain_main
-    from construct.targets.linear.block import is_lsa_checkpoint
 
-    if args.target.startswith("lsa-") or is_lsa_checkpoint(args.target):
-        from construct.cli.linear_attention import explain_main
     return explain_main(args)
 
 
 def _cmd_prove(args: argparse.Namespace) -> int:
     from verify.proofs.prove import main as prove_main
 
-    return prove_main(args, _algorithm_params(args))
+    return prove_main(args)
 
 
 def _cmd_docs(args: argparse.Namespace) -> int:
@@ -136,16 +84,14 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _add_algorithm_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--d", type=int, default=2, help="input dimension d (default 2)")
-    parser.add_argument("--n", type=int, help="number of exemplars (sgd, ridge, gd-batch; "
-                                              "default 4)")
-    parser.add_argument("--alpha", help="step size (gd), e.g. 0.1 or 1/10")
-    parser.add_argument("--lam", help="ridge penalty lambda, e.g. 0.01")
-    parser.add_argument("--w0", help="start weights for gd, comma separated (default "
-                                     "(-1)^k/(k+1))")
-    from construct.cli.linear_attention import add_arguments  # --n, --eta, --steps, ... of the lsa-* algorithms
-
-    add_arguments(parser)
+    """``--d``, ``--n``, ``--alpha``, ...: every parameter flag of every algorithm; each says
+    which algorithms take it (``rawc list``)."""
+    for option, spec in parameter_options().items():
+        users = spec["users"]
+        default = " (default 2)" if option == "--d" else ""
+        parser.add_argument(option, dest=spec["dest"], type=spec["type"],
+                            default=2 if option == "--d" else None,
+                            help=f"{spec['help']}{default}; for {', '.join(users)}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -246,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="the rows as JSON instead of a table")
     p.set_defaults(run=_cmd_bench)
 
-    from construct.cli.linear_attention import add_train_parser  # rawc train-lsa: verify/lsa_train.py
+    from construct.cli.train import add_train_parser  # rawc train-lsa: verify.training
 
     add_train_parser(sub)
     return parser

@@ -22,6 +22,7 @@ from typing import Literal
 import torch
 
 DType = Literal["float64", "float32"]
+DTYPES: tuple[str, ...] = ("float64", "float32")
 SCHEDULES = ("packed", "sequential")
 FORMS = ("stacked", "shared")
 

@@ -16,12 +16,32 @@ at most ``e``, a second-order effect at the error levels where the bounds are me
 """
 from __future__ import annotations
 
-from construct.model.assemble import CompiledModel
-from construct.compiler.config import unit_roundoff
-from construct.language.program import Aff, Div, Mov, Mul
+from typing import Protocol
+
+from construct.compiler.analysis import Bounds
+from construct.compiler.config import CompileConfig, unit_roundoff
+from construct.compiler.error_models import ErrorModel
+from construct.language.program import Aff, Div, Mov, Mul, Program
 
 
-def initial_errors(compiled: CompiledModel, dtype: str) -> dict[str, float]:
+class ErrorBudget(Protocol):
+    """What propagation reads of a compilation (``construct.model.assemble.CompiledModel``):
+    the unrolled program, its constants, magnitude bounds and one error model per op."""
+
+    @property
+    def program(self) -> Program: ...
+
+    @property
+    def config(self) -> CompileConfig: ...
+
+    @property
+    def bounds(self) -> Bounds: ...
+
+    @property
+    def errors(self) -> tuple[ErrorModel, ...]: ...
+
+
+def initial_errors(compiled: ErrorBudget, dtype: str) -> dict[str, float]:
     """Every slot's error before the first op: the inputs' and the prior values' rounding to
     the model dtype (``u`` times their largest entry); zero elsewhere."""
     program, u = compiled.program, unit_roundoff(dtype)
@@ -33,7 +53,7 @@ def initial_errors(compiled: CompiledModel, dtype: str) -> dict[str, float]:
     return current
 
 
-def propagated_bounds(compiled: CompiledModel, dtype: str) -> tuple[dict[str, float], ...]:
+def propagated_bounds(compiled: ErrorBudget, dtype: str) -> tuple[dict[str, float], ...]:
     """``out[i]``: bound on every slot's error right after op ``i`` (``out[-1]``: the end)."""
     program = compiled.program
     current = initial_errors(compiled, dtype)
@@ -66,6 +86,6 @@ def propagated_bounds(compiled: CompiledModel, dtype: str) -> tuple[dict[str, fl
     return tuple(out)
 
 
-def end_to_end_bound(compiled: CompiledModel, dtype: str) -> float:
+def end_to_end_bound(compiled: ErrorBudget, dtype: str) -> float:
     """Bound on the prediction's error (the output slot after the last op)."""
     return propagated_bounds(compiled, dtype)[-1][compiled.program.output]

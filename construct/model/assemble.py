@@ -14,56 +14,17 @@ import numpy as np
 from construct.compiler import analysis
 
 from construct.compiler import error_models as errors
-from construct.compiler.config import CompileConfig
+from construct.compiler.config import DTYPES, CompileConfig
 from construct.compiler.layout import LN_ROWS, Layout, allocate
 from construct.compiler.fusion import SELF, layer_forms
+from construct.compiler.propagate import end_to_end_bound
 from construct.targets.paper.attention import AttentionHalf, affine_size, lower_attention, row_bounds
 from construct.targets.paper.mlp import lower_mlp
+from construct.targets.architecture import Activation, ModelShape
+from construct.targets.paper.layer_norm import LayerNormUse, layer_norm_use
 from construct.targets.paper.positions import position_table
 from construct.language.program import Div, Program
 from construct.compiler.schedule import Schedule, build_schedule
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelShape:
-    d_model: int
-    n_layers: int
-    n_heads: int
-    d_head: int
-    d_mlp: int
-    n_ctx: int
-    d_in: int
-    d_out: int
-    act_fn: str
-    ln1: bool
-    ln2: bool
-    ln_eps: float
-    attn_kind: str = "softmax"
-    attn_mask: str = "causal"
-    attn_scale: float = 1.0
-    prior_column: bool = False
-    loop: tuple[int, int, int] | None = None  # (first block, blocks, times): a shared stage
-
-    @property
-    def executed_blocks(self) -> tuple[int, ...]:
-        """The stored block each executed layer runs: a loop's blocks repeat ``times`` times."""
-        if self.loop is None:
-            return tuple(range(self.n_layers))
-        first, length, times = self.loop
-        body = tuple(range(first, first + length))
-        return tuple(range(first)) + body * times + tuple(range(first + length, self.n_layers))
-
-    @property
-    def depth(self) -> int:
-        return len(self.executed_blocks)
-
-    def to_json(self) -> dict[str, object]:
-        out = dataclasses.asdict(self)
-        del out["prior_column"]
-        out["input_format"] = {"kind": "interleaved-xy", "prior_column": self.prior_column}
-        out["loop"] = (None if self.loop is None else
-                       dict(zip(("first", "layers", "times"), self.loop)))
-        return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +47,24 @@ class CompiledModel:
         return self.source or self.program
 
     @property
+    def name(self) -> str:
+        return self.program.name
+
+    # The checkpoint's sections (``construct.model.checkpoint.Checkpointable``).
+    def program_text(self) -> str:
+        return self.source_program.text()
+
+    def layout_json(self) -> dict[str, object]:
+        return self.layout.to_json()
+
+    def bounds_json(self) -> dict[str, object]:
+        """Declared input bound, constants, one error model per op, and the propagated
+        end-to-end bound on the prediction per dtype."""
+        return {"input_bound": self.config.input_bound, "constants": self.config.to_dict(),
+                "ops": [model.to_json() for model in self.errors],
+                "predicted": {dtype: float(end_to_end_bound(self, dtype)) for dtype in DTYPES}}
+
+    @property
     def n_params(self) -> int:
         return int(sum(w.size for w in self.weights.values()))
 
@@ -106,20 +85,12 @@ class CompiledModel:
             return ()
         return self.layout.rows_to_clear(dst, index in self.first_writes)
 
+    def layer_norm_use(self, layer: int) -> LayerNormUse | None:
+        """What the LayerNorm before ``layer``'s MLP does (``None``: nothing)."""
+        return layer_norm_use(self.program, self.schedule, layer)
+
     def op_bound(self, index: int, dtype: str) -> float:
         return self.errors[index].total(dtype)
-
-
-def ln_mode(program: Program, schedule: Schedule, layer_index: int) -> str | None:
-    """``None`` (no LayerNorm work), ``"mul"`` (fixed scale) or the divisor slot's name.
-
-    A layer's MLP half always holds a mul or div when it holds anything: an affine map is
-    folded there only beside the product or quotient it takes."""
-    layer = schedule.layers[layer_index]
-    if not schedule.uses_layernorm or not layer.mlp:
-        return None
-    divs = [program.ops[i] for i in layer.mlp if isinstance(program.ops[i], Div)]
-    return divs[0].den if divs else "mul"
 
 
 def _loop_barriers(source: Program, config: CompileConfig) -> frozenset[int]:
@@ -159,13 +130,13 @@ def compile_program(program: Program, config: CompileConfig | None = None) -> Co
     pad_bound = max([config.ln_pad] + [config.div_scale * b for b in den_bounds]) + row_sum / 2
     mean_count = 4 * (pad_bound + row_sum) / layout.d_model
     first = first_writes(program, source if shared else None)
-    modes = [ln_mode(program, schedule, index) for index in range(schedule.n_layers)]
+    ln_uses = [layer_norm_use(program, schedule, index) for index in range(schedule.n_layers)]
     attn_halves, mlp_halves, models = [], [], {}
-    for index, mode in enumerate(modes):
+    for index, ln_use in enumerate(ln_uses):
         forms = layer_forms(program, schedule, layout, index)
-        attn = lower_attention(program, schedule, index, forms, layout, bounds, config, mode,
+        attn = lower_attention(program, schedule, index, forms, layout, bounds, config, ln_use,
                                first, held)
-        mlp = lower_mlp(program, schedule, index, forms, layout, bounds, config, mode,
+        mlp = lower_mlp(program, schedule, index, forms, layout, bounds, config, ln_use,
                         attn.cleared, energy, held, pad_bound, first, mean_count)
         attn_halves.append(attn)
         mlp_halves.append(mlp)
@@ -175,11 +146,11 @@ def compile_program(program: Program, config: CompileConfig | None = None) -> Co
         n_heads=max([1] + [len(a.heads) for a in attn_halves]),
         d_head=max([2] + [h.w_v.shape[1] for a in attn_halves for h in a.heads]),
         d_mlp=max([1] + [m.w_in.shape[1] for m in mlp_halves]),
-        n_ctx=config.n_ctx, d_in=program.d + 1, d_out=1, act_fn="gelu", ln1=False,
+        n_ctx=config.n_ctx, d_in=program.d + 1, d_out=1, act_fn=Activation.GELU, ln1=False,
         ln2=schedule.uses_layernorm, ln_eps=config.ln_eps, prior_column=program.prior_column)
     weights = _weights(program, layout, shape, attn_halves, mlp_halves)
-    for index, mode in enumerate(modes):
-        if mode is not None:
+    for index, ln_use in enumerate(ln_uses):
+        if ln_use is not None:
             _balance_pads(weights, layout, index, attn_halves[index])
     if shared:
         shape, weights = _share_loop(source, schedule, shape, weights)

@@ -1,4 +1,4 @@
-"""Checkpoints: a compiled model as one self-describing safetensors file (``rawc.checkpoint/1``).
+"""Checkpoints: any model rawc builds as one self-describing safetensors file (``rawc.checkpoint/1``).
 
 The file is written with ``safetensors.torch.save_file``. Tensors are float64, named and shaped
 as in TransformerLens' ``HookedTransformer`` (right-multiplying, ``x @ W``)::
@@ -37,7 +37,9 @@ The safetensors header metadata (all values strings; JSON where structured):
 Non-finite floats inside JSON values are written as the strings ``"Infinity"``,
 ``"-Infinity"``, ``"NaN"`` so every value is strict JSON.
 
-``save_checkpoint`` writes atomically (a temporary file in the same directory, then
+One writer and one reader for every target: a compiled program (``CompiledModel``), a
+linear-attention construction or trained weights (``LinearConstruction``) all provide the
+``Checkpointable`` sections. ``save_checkpoint`` writes atomically (a temporary file in the same directory, then
 ``os.replace``). ``load_checkpoint`` checks the schema, the metadata, every tensor's presence,
 shape and finiteness, and fails with a ``CheckpointError`` that names what is wrong.
 """
@@ -45,11 +47,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import tempfile
-from fractions import Fraction
-from typing import Any
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -57,132 +57,47 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 import construct
-from construct.model.assemble import CompiledModel, ModelShape
 from construct.compiler.config import CompileConfig
 from construct.language.program import Program
+from construct.model.checkpoint_format import (SCHEMA, CheckpointError, check_tensors, dumps,
+                                               shape_from_config)
+from construct.model.transformer import Transformer
+from construct.targets.architecture import ModelShape
 
-SCHEMA = "rawc.checkpoint/1"
 JSON_KEYS = ("rawc.config", "rawc.algorithm", "rawc.layout", "rawc.bounds")
 TEXT_KEYS = ("rawc.program", "rawc.version")
-DTYPES = ("float64", "float32")
-
-_INT_FIELDS = ("d_model", "n_layers", "n_heads", "d_head", "d_mlp", "n_ctx", "d_in", "d_out")
-_BOOL_FIELDS = ("ln1", "ln2")
-_FLOAT_FIELDS = ("ln_eps", "attn_scale")
-_STR_FIELDS = ("act_fn", "attn_kind", "attn_mask")
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be written or read; the message names the problem."""
+class Checkpointable(Protocol):
+    """What a checkpoint holds besides the algorithm's name and parameters."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def shape(self) -> ModelShape: ...
+
+    @property
+    def weights(self) -> dict[str, np.ndarray]: ...
+
+    def program_text(self) -> str: ...
+
+    def layout_json(self) -> dict[str, object]: ...
+
+    def bounds_json(self) -> dict[str, object]: ...
 
 
-# --------------------------------------------------------------------------- shapes
-
-
-def expected_shapes(shape: ModelShape) -> dict[str, tuple[int, ...]]:
-    """Every tensor a checkpoint of this shape holds, with its shape (DESIGN.md table)."""
-    D, H, dh, M = shape.d_model, shape.n_heads, shape.d_head, shape.d_mlp
-    out: dict[str, tuple[int, ...]] = {
-        "embed.W_E": (shape.d_in, D),
-        "pos_embed.W_pos": (shape.n_ctx, D),
-    }
-    for l in range(shape.n_layers):
-        p = f"blocks.{l}."
-        for name in ("W_Q", "W_K", "W_V"):
-            out[p + "attn." + name] = (H, D, dh)
-            out[p + "attn.b_" + name[-1]] = (H, dh)
-        out[p + "attn.W_O"] = (H, dh, D)
-        out[p + "attn.b_O"] = (D,)
-        for ln in ("ln1", "ln2"):
-            if getattr(shape, ln):
-                out[p + ln + ".w"] = (D,)
-                out[p + ln + ".b"] = (D,)
-        out[p + "mlp.W_in"] = (D, M)
-        out[p + "mlp.b_in"] = (M,)
-        out[p + "mlp.W_out"] = (M, D)
-        out[p + "mlp.b_out"] = (D,)
-    out["unembed.W_U"] = (D, shape.d_out)
-    out["unembed.b_U"] = (shape.d_out,)
-    return out
-
-
-def check_tensors(shape: ModelShape, weights: dict[str, torch.Tensor], where: str) -> None:
-    """Names, shapes and finiteness of ``weights`` against ``shape``; raise on the first problem."""
-    expected = expected_shapes(shape)
-    missing = [name for name in expected if name not in weights]
-    if missing:
-        raise CheckpointError(f"{where}: missing tensor(s) {', '.join(missing)}")
-    extra = sorted(name for name in weights if name not in expected)
-    if extra:
-        raise CheckpointError(f"{where}: unexpected tensor(s) {', '.join(extra)} "
-                              "(not part of a model with this config)")
-    for name, want in expected.items():
-        found = tuple(weights[name].shape)
-        if found != want:
-            raise CheckpointError(f"{where}: tensor {name} has shape {list(found)}, "
-                                  f"expected {list(want)} from the config")
-    for name, value in weights.items():
-        if not value.is_floating_point():
-            raise CheckpointError(f"{where}: tensor {name} has dtype {value.dtype}, "
-                                  "expected floating point")
-        if not bool(torch.isfinite(value).all()):
-            raise CheckpointError(f"{where}: tensor {name} has non-finite entries (NaN or inf)")
-
-
-# --------------------------------------------------------------------------- JSON helpers
-
-
-def _to_json_value(value: Any) -> Any:
-    """Fractions to ``"p/q"`` strings, arrays to lists, non-finite floats to strings."""
-    if isinstance(value, Fraction):
-        return str(value)
-    if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
-        return value
-    if isinstance(value, float):
-        if math.isfinite(value):
-            return value
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    if isinstance(value, (np.generic, np.ndarray, torch.Tensor)):
-        return _to_json_value(value.tolist())
-    if isinstance(value, dict):
-        return {str(k): _to_json_value(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_to_json_value(v) for v in value]
-    return str(value)
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(_to_json_value(value), allow_nan=False)
-
-
-def _predicted_bounds(compiled: CompiledModel) -> dict[str, float] | None:
-    try:
-        from construct.compiler.propagate import end_to_end_bound
-    except ImportError:
-        return None
-    return {dtype: float(end_to_end_bound(compiled, dtype)) for dtype in DTYPES}
-
-
-def build_metadata(compiled: CompiledModel, algorithm: str | None = None,
+def build_metadata(model: Checkpointable, algorithm: str,
                    params: dict[str, object] | None = None) -> dict[str, str]:
-    """The safetensors metadata (every value a string) for ``compiled``."""
-    bounds: dict[str, object] = {
-        "input_bound": compiled.config.input_bound,
-        "constants": compiled.config.to_dict(),
-        "ops": [model.to_json() for model in compiled.errors],
-    }
-    predicted = _predicted_bounds(compiled)
-    if predicted is not None:
-        bounds["predicted"] = predicted
+    """The safetensors metadata (every value a string) for ``model``."""
     return {
         "format": "pt",
         "rawc.schema": SCHEMA,
-        "rawc.config": _dumps(compiled.shape.to_json()),
-        "rawc.algorithm": _dumps({"name": algorithm or compiled.program.name,
-                                  "params": params or {}}),
-        "rawc.program": compiled.source_program.text(),
-        "rawc.layout": _dumps(compiled.layout.to_json()),
-        "rawc.bounds": _dumps(bounds),
+        "rawc.config": dumps(model.shape.to_json()),
+        "rawc.algorithm": dumps({"name": algorithm, "params": params or {}}),
+        "rawc.program": model.program_text(),
+        "rawc.layout": dumps(model.layout_json()),
+        "rawc.bounds": dumps(model.bounds_json()),
         "rawc.version": construct.__version__,
     }
 
@@ -200,13 +115,14 @@ def _as_float64(name: str, value: object) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array)).contiguous()
 
 
-def save_checkpoint(compiled: CompiledModel, path: str | os.PathLike[str],
+def save_checkpoint(model: Checkpointable, path: str | os.PathLike[str],
                     algorithm: str | None = None,
                     params: dict[str, object] | None = None) -> None:
-    """Write ``compiled`` to ``path`` as a ``rawc.checkpoint/1`` safetensors file.
+    """Write ``model`` to ``path`` as a ``rawc.checkpoint/1`` safetensors file.
 
     Nothing is written unless everything succeeds: the file goes to a temporary name in the
     target directory and is renamed over ``path`` at the end. The directory must exist.
+    ``algorithm`` defaults to the program's name.
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
@@ -214,9 +130,9 @@ def save_checkpoint(compiled: CompiledModel, path: str | os.PathLike[str],
         raise CheckpointError(f"cannot write {path}: directory {directory} does not exist")
     if os.path.isdir(path):
         raise CheckpointError(f"cannot write {path}: it is a directory")
-    tensors = {name: _as_float64(name, value) for name, value in compiled.weights.items()}
-    check_tensors(compiled.shape, tensors, f"cannot save {path}")
-    write_atomically(tensors, path, build_metadata(compiled, algorithm, params))
+    tensors = {name: _as_float64(name, value) for name, value in model.weights.items()}
+    check_tensors(model.shape, tensors, f"cannot save {path}")
+    write_atomically(tensors, path, build_metadata(model, algorithm or model.name, params))
 
 
 def write_atomically(tensors: dict[str, torch.Tensor], path: str,
@@ -269,6 +185,18 @@ class Checkpoint:
     def config(self) -> CompileConfig:
         return CompileConfig(**self.bounds["constants"])  # type: ignore[arg-type]
 
+    @property
+    def input_bound(self) -> float | None:
+        """The declared bound on every input entry (None: the weights promise none)."""
+        value = self.bounds.get("input_bound")  # type: ignore[union-attr]
+        return None if value is None else float(value)
+
+    def model(self, dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu",
+              check_inputs: bool = True) -> Transformer:
+        """The checkpoint's transformer (``check_inputs``: refuse inputs outside the bound)."""
+        return Transformer(self.shape, self.weights, dtype, device,
+                           self.input_bound if check_inputs else None)
+
     def predicted_bound(self, dtype: str) -> float | None:
         """The recorded end-to-end error bound for ``dtype``, or None when not recorded."""
         value = self.bounds.get("predicted", {}).get(dtype)  # type: ignore[union-attr]
@@ -309,57 +237,6 @@ def _parse_metadata(path: str, raw: dict[str, str] | None) -> dict[str, object]:
     if not isinstance(parsed["rawc.bounds"].get("constants"), dict):  # type: ignore[union-attr]
         raise CheckpointError(f"{path}: metadata key rawc.bounds has no 'constants' object")
     return parsed
-
-
-def _field_ok(name: str, value: object) -> bool:
-    if name in _INT_FIELDS:
-        return isinstance(value, int) and not isinstance(value, bool) and value >= 1
-    if name in _BOOL_FIELDS:
-        return isinstance(value, bool)
-    if name in _FLOAT_FIELDS:
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
-    return isinstance(value, str)
-
-
-def shape_from_config(config: dict[str, object], where: str) -> ModelShape:
-    """``ModelShape`` from a ``rawc.config`` object, every field checked."""
-    fields: dict[str, object] = {"prior_column": _prior_column(config, where),
-                                 "loop": _loop(config, where)}
-    for field in dataclasses.fields(ModelShape):
-        if field.name in fields:
-            continue
-        if field.name not in config:
-            raise CheckpointError(f"{where}: metadata key rawc.config lacks field {field.name!r}")
-        value = config[field.name]
-        if not _field_ok(field.name, value):
-            raise CheckpointError(f"{where}: metadata key rawc.config has invalid "
-                                  f"{field.name} = {value!r}")
-        fields[field.name] = value
-    return ModelShape(**fields)
-
-
-def _prior_column(config: dict[str, object], where: str) -> bool:
-    fmt = config.get("input_format")
-    if not isinstance(fmt, dict) or not isinstance(fmt.get("prior_column", False), bool):
-        raise CheckpointError(f"{where}: metadata key rawc.config has invalid input_format "
-                              f"{fmt!r}")
-    return bool(fmt.get("prior_column", False))
-
-
-def _loop(config: dict[str, object], where: str) -> tuple[int, int, int] | None:
-    """``loop``: absent or null for a plain stack, else ``{first, layers, times}``."""
-    loop = config.get("loop")
-    if loop is None:
-        return None
-    keys = ("first", "layers", "times")
-    values = [loop.get(k) if isinstance(loop, dict) else None for k in keys]
-    n_layers = config.get("n_layers")
-    if (not all(isinstance(v, int) and not isinstance(v, bool) for v in values)
-            or values[0] < 0 or values[1] < 1 or values[2] < 1
-            or not isinstance(n_layers, int) or values[0] + values[1] > n_layers):
-        raise CheckpointError(f"{where}: metadata key rawc.config has invalid loop {loop!r} "
-                              "(expected first >= 0, layers >= 1, times >= 1 within n_layers)")
-    return tuple(values)  # type: ignore[return-value]
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:

@@ -48,3 +48,11 @@ def validate_tokens(tokens: torch.Tensor, d: int, bound: float, n_ctx: int,
         raise InputError(f"tokens break the interleaved layout: x-tokens ({parity[0]} "
                          f"positions) must be [0, x] and y-tokens ({parity[1]} positions) "
                          "[y, 0]")
+
+
+def concat_xy_tokens(x: torch.Tensor, y: torch.Tensor, x_q: torch.Tensor) -> torch.Tensor:
+    """``concat-xy`` tokens ``[B, n + 1, d + 1]`` from ``x [B, n, d]``, ``y [B, n]``,
+    ``x_q [B, d]``: exemplars ``[x_i, y_i]``, then the query ``[x_q, 0]``."""
+    context = torch.cat([x, y[..., None]], dim=-1)
+    query = torch.cat([x_q, torch.zeros_like(x_q[..., :1])], dim=-1)[..., None, :]
+    return torch.cat([context, query], dim=-2)

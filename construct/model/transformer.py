@@ -1,9 +1,15 @@
 """The transformer the weights describe, in torch, with the residual after every half-layer.
 
-Forward (``DESIGN.md``): ``resid = X @ W_E + W_pos[:T]``; per block
-``resid += attn(resid)`` (causal softmax, scores ``q.k / attn_scale``, heads summed through
-``W_O``, plus ``b_O``) and ``resid += mlp(LN?(resid))`` with ``mlp(z) = GeLU(z W_in + b_in) W_out
-+ b_out``; ``out = resid @ W_U + b_U``.
+One model for every target (``shared/DESIGN.md``, "Checkpoint format"): ``resid = X @ W_E +
+W_pos[:T]``; per executed block ``resid += attn(LN1?(resid))`` and, unless ``act_fn`` is
+``none``, ``resid += mlp(LN2?(resid))`` with ``mlp(z) = act(z W_in + b_in) W_out + b_out``;
+``out = resid @ W_U + b_U``.
+
+Attention scores are ``(q . k) / attn_scale``. ``softmax`` heads mask with ``-inf`` and
+normalise; ``linear`` heads multiply the raw scores by the 0/1 mask (von Oswald et al.), and
+``linear-momentum`` adds MoAttn's average ``sum_{i<t} beta^(t-i) v_i`` over the keys the mask
+allows (Dai et al.). Masks: ``causal`` (``t`` sees ``0..t``) or ``context`` (every position
+sees the exemplars: all positions but the last).
 """
 from __future__ import annotations
 
@@ -13,24 +19,61 @@ import numpy as np
 import torch
 from torch import nn
 
-from construct.model.assemble import ModelShape
 from construct.model.inputs import validate_tokens
+from construct.targets.architecture import Activation, AttnKind, AttnMask, InputFormat, ModelShape
+
+ACTIVATIONS = {
+    Activation.GELU: torch.nn.functional.gelu,
+    Activation.GELU_NEW: lambda z: torch.nn.functional.gelu(z, approximate="tanh"),
+    Activation.RELU: torch.relu,
+    Activation.SILU: torch.nn.functional.silu,
+}
 
 
 @dataclasses.dataclass(frozen=True)
 class ForwardCache:
     """``residuals[0]`` after embedding; then after each attention half and each MLP half of
-    every executed layer (a shared loop's layers count once per iteration)."""
+    every executed layer (a shared loop's layers count once per iteration; a block without an
+    MLP repeats its residual, so ``after_layer`` indexes alike). ``attention[l]``: what layer
+    ``l``'s attention half added."""
 
     residuals: tuple[torch.Tensor, ...]
+    attention: tuple[torch.Tensor, ...]
     output: torch.Tensor
 
     def after_layer(self, layer: int) -> torch.Tensor:
         return self.residuals[2 * layer + 2]
 
+    def before_layer(self, layer: int) -> torch.Tensor:
+        return self.residuals[2 * layer]
+
+    @property
+    def prediction(self) -> torch.Tensor:
+        """The read-out at the last position (the query, in both input formats)."""
+        return self.output[..., -1, 0]
+
+
+def attention_mask(kind: AttnMask, n_tokens: int, device: torch.device) -> torch.Tensor:
+    """``[T, T]`` booleans: True where position t may attend to position j."""
+    if kind is AttnMask.CAUSAL:
+        return torch.ones(n_tokens, n_tokens, dtype=torch.bool, device=device).tril()
+    mask = torch.ones(n_tokens, n_tokens, dtype=torch.bool, device=device)
+    mask[:, -1] = False
+    return mask
+
+
+def momentum_matrix(n_tokens: int, beta: float, dtype: torch.dtype,
+                    device: torch.device) -> torch.Tensor:
+    """``M[t, i] = beta^(t-i)`` for ``i < t`` and ``i`` an exemplar, else 0 (MoAttn's average)."""
+    t = torch.arange(n_tokens, device=device)
+    gap = (t[:, None] - t[None, :]).to(dtype)
+    keep = (t[None, :] < t[:, None]) & (t[None, :] < n_tokens - 1)
+    return torch.where(keep, torch.as_tensor(beta, dtype=dtype, device=device) ** gap,
+                       torch.zeros((), dtype=dtype, device=device))
+
 
 class Transformer(nn.Module):
-    """A plain pre-LN-free (or MLP-only LN) transformer holding compiled weights."""
+    """A transformer holding given weights (compiled, constructed or trained)."""
 
     def __init__(self, shape: ModelShape, weights: dict[str, np.ndarray | torch.Tensor],
                  dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu",
@@ -49,6 +92,11 @@ class Transformer(nn.Module):
     def weight(self, name: str) -> torch.Tensor:
         return self.params[name.replace(".", "__")]
 
+    def _layer_norm(self, resid: torch.Tensor, name: str) -> torch.Tensor:
+        return torch.nn.functional.layer_norm(resid, (self.shape.d_model,),
+                                              self.weight(name + ".w"), self.weight(name + ".b"),
+                                              eps=self.shape.ln_eps)
+
     def attention_scores(self, resid: torch.Tensor, layer: int) -> torch.Tensor:
         """``q_t · k_j / attn_scale`` of every head, ``[..., n_heads, T, T]``, before the mask."""
         p = f"blocks.{layer}.attn."
@@ -60,42 +108,58 @@ class Transformer(nn.Module):
 
     @torch.no_grad()
     def attention_pattern(self, resid: torch.Tensor, layer: int) -> torch.Tensor:
-        """The causal softmax pattern of every head on the residual entering ``layer``."""
-        n_tokens = resid.shape[-2]
-        mask = torch.ones(n_tokens, n_tokens, dtype=torch.bool, device=resid.device).tril()
-        scores = self.attention_scores(resid, layer).masked_fill(~mask, float("-inf"))
-        return torch.softmax(scores, dim=-1)
+        """What each head multiplies the values by: the softmax pattern, or the masked raw
+        scores of linear attention."""
+        mask = attention_mask(self.shape.attn_mask, resid.shape[-2], resid.device)
+        scores = self.attention_scores(resid, layer)
+        if self.shape.attn_kind is AttnKind.SOFTMAX:
+            return torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1)
+        return scores * mask.to(scores.dtype)
+
+    def attention_output(self, resid: torch.Tensor, layer: int, momentum: bool = True
+                         ) -> torch.Tensor:
+        """Heads summed through ``W_O``, without ``b_O`` (``momentum=False``: without MoAttn's
+        average even in a momentum model)."""
+        p = f"blocks.{layer}.attn."
+        v = torch.einsum("...td,hde->...hte", resid, self.weight(p + "W_V"))
+        v = v + self.weight(p + "b_V")[:, None, :]
+        z = self.attention_pattern(resid, layer) @ v
+        if momentum and self.shape.attn_kind is AttnKind.LINEAR_MOMENTUM:
+            z = z + momentum_matrix(resid.shape[-2], self.shape.attn_momentum, resid.dtype,
+                                    resid.device) @ v
+        return torch.einsum("...hte,hed->...td", z, self.weight(p + "W_O"))
+
+    def mlp_output(self, resid: torch.Tensor, layer: int) -> torch.Tensor:
+        """``act(LN2?(resid) W_in + b_in) W_out``, without ``b_out``."""
+        p = f"blocks.{layer}."
+        normed = self._layer_norm(resid, p + "ln2") if self.shape.ln2 else resid
+        hidden = ACTIVATIONS[self.shape.act_fn](normed @ self.weight(p + "mlp.W_in")
+                                                + self.weight(p + "mlp.b_in"))
+        return hidden @ self.weight(p + "mlp.W_out")
 
     @torch.no_grad()
     def forward(self, tokens: torch.Tensor) -> ForwardCache:
         shape = self.shape
-        if self.input_bound is not None:
+        if self.input_bound is not None and shape.input_format is InputFormat.INTERLEAVED_XY:
             validate_tokens(tokens, shape.d_in - 1, self.input_bound, shape.n_ctx,
                             shape.prior_column)
         n_tokens = tokens.shape[-2]
         if n_tokens > shape.n_ctx:
             raise ValueError(f"sequence of {n_tokens} tokens is longer than n_ctx = {shape.n_ctx}")
         resid = tokens @ self.weight("embed.W_E") + self.weight("pos_embed.W_pos")[:n_tokens]
-        residuals = [resid]
+        residuals, attention = [resid], []
         for l in shape.executed_blocks:  # a weight-shared loop runs its blocks again
             p = f"blocks.{l}."
-            v = torch.einsum("...td,hde->...hte", resid, self.weight(p + "attn.W_V"))
-            v = v + self.weight(p + "attn.b_V")[:, None, :]
-            z = self.attention_pattern(resid, l) @ v
-            attn = torch.einsum("...hte,hed->...td", z, self.weight(p + "attn.W_O"))
-            resid = resid + attn + self.weight(p + "attn.b_O")
+            read = self._layer_norm(resid, p + "ln1") if shape.ln1 else resid
+            heads = self.attention_output(read, l)
+            resid = resid + heads + self.weight(p + "attn.b_O")
+            attention.append(heads + self.weight(p + "attn.b_O"))
             residuals.append(resid)
-            normed = resid
-            if shape.ln2:
-                normed = torch.nn.functional.layer_norm(
-                    resid, (shape.d_model,), self.weight(p + "ln2.w"), self.weight(p + "ln2.b"),
-                    eps=shape.ln_eps)
-            hidden = torch.nn.functional.gelu(normed @ self.weight(p + "mlp.W_in")
-                                              + self.weight(p + "mlp.b_in"))
-            resid = resid + hidden @ self.weight(p + "mlp.W_out") + self.weight(p + "mlp.b_out")
+            if shape.has_mlp:
+                resid = resid + self.mlp_output(resid, l) + self.weight(p + "mlp.b_out")
             residuals.append(resid)
         output = resid @ self.weight("unembed.W_U") + self.weight("unembed.b_U")
-        return ForwardCache(tuple(residuals), output)
+        return ForwardCache(tuple(residuals), tuple(attention), output)
 
 
 def decode(resid: torch.Tensor, rows: range) -> torch.Tensor:

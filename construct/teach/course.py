@@ -65,13 +65,14 @@ def proof_section(name: str, params: dict[str, object]) -> list[str]:
 
 def _command_output(command: str) -> str:
     """The output of ``rawc prove ...`` (the only command a block may run), timings left out."""
-    from construct.cli.main import _algorithm_params, build_parser
+    from construct.algorithms.registry import algorithm_params
+    from construct.cli.main import build_parser
 
     words = command.split()
     if words[:1] != ["prove"]:
         raise ValueError(f"generated block runs {command!r}; only `prove NAME [--d D]` is known")
     args = build_parser().parse_args(words)
-    return report(args.name, _algorithm_params(args), listing=args.listing, times=False)[0]
+    return report(args.name, algorithm_params(args), listing=args.listing, times=False)[0]
 
 
 def refresh_blocks(text: str) -> str:

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from construct.model import assemble
-from construct.algorithms.theorems import Algorithm
+from construct.algorithms.registry import ProgramAlgorithm
 from construct.model.assemble import CompiledModel, compile_program
 from construct.compiler.config import CompileConfig, unit_roundoff
 from construct.compiler.layout import FOREVER
@@ -108,11 +107,6 @@ def mlp_units(program: Program, op: Op, cleared: bool) -> int:
     raise TypeError(f"{type(op).__name__} is not an MLP op")
 
 
-def ln_mode(compiled: CompiledModel, layer: int) -> str | None:
-    """``None`` (no LayerNorm work), ``"mul"`` (fixed scale) or the divisor slot's name."""
-    return assemble.ln_mode(compiled.program, compiled.schedule, layer)
-
-
 def _section_what(compiled: CompiledModel, params: dict[str, object]) -> list[str]:
     name = compiled.program.name
     blurb = _known(BLURBS, name) or f"the program `{name}` below (no closed-form summary)."
@@ -190,12 +184,12 @@ def _attention_cell(compiled: CompiledModel, l: int) -> str:
     dsts = dict.fromkeys(f"`{program.ops[i].dst}`" for i in sorted((*movs, *cleared))
                          if compiled.cleared_rows(i))
     work += [f"clears {', '.join(dsts)}"] if dsts else []
-    mode = ln_mode(compiled, l)
-    if mode is not None:
-        work.append("sets the LN pads to ±P − S/2 (fixed scale for the products; with half "
-                    "the other rows' sum S off each pad, LayerNorm's mean is zero)"
-                    if mode == "mul" else
-                    f"sets the LN pads to ±N·`{mode}` − S/2 (the MLP divides by |`{mode}`|)")
+    use = compiled.layer_norm_use(l)
+    if use is not None:
+        work.append(f"sets the LN pads to ±N·`{use.divisor}` − S/2 (the MLP divides by "
+                    f"|`{use.divisor}`|)" if use.divides else
+                    "sets the LN pads to ±P − S/2 (fixed scale for the products; with half "
+                    "the other rows' sum S off each pad, LayerNorm's mean is zero)")
     heads = [f"head 0 (self): {'; '.join(work)}"] if work else []
     reads = dict.fromkeys(program.ops[i].read for i in movs)
     heads += [f"head {len(heads) + k} (reads `{read.text()}`): "
@@ -212,10 +206,10 @@ def _mlp_cell(compiled: CompiledModel, l: int) -> str:
                                        f"{mlp_units(program, program.ops[i], i in cleared)} units")
              + (" (not stored)" if program.ops[i].dst in schedule.virtual else "")
              for i in layer.mlp]
-    mode = ln_mode(compiled, l)
-    if mode is not None:
-        parts.insert(0, "LayerNorm at fixed scale" if mode == "mul"
-                     else f"LayerNorm divides by |`{mode}`|")
+    use = compiled.layer_norm_use(l)
+    if use is not None:
+        parts.insert(0, f"LayerNorm divides by |`{use.divisor}`|" if use.divides
+                     else "LayerNorm at fixed scale")
     return "<br>".join(parts) or "—"
 
 
@@ -296,7 +290,7 @@ def _section_constants(config: CompileConfig) -> list[str]:
     return ["## Constants", "", *_table(["field", "value", "controls"], rows), ""]
 
 
-def sweep_rows(algorithm: Algorithm, params: dict[str, object],
+def sweep_rows(algorithm: ProgramAlgorithm, params: dict[str, object],
                ds: Sequence[int] = SWEEP_DS) -> list[SweepRow]:
     """Compile ``algorithm`` at each ``d`` (other parameters kept; ``w0`` only where it fits)."""
     out = []

@@ -17,7 +17,9 @@ import sys
 
 import numpy as np
 
-from construct.algorithms.theorems import Algorithm, get_algorithm
+from construct.algorithms.family import Family
+from construct.algorithms.registry import (ProgramAlgorithm, algorithm_params, get_algorithm,
+                                           get_program_algorithm)
 from construct.model.assemble import CompiledModel, compile_program
 from construct.compiler.config import CompileConfig
 from construct.teach.explain import SWEEP_DS, SweepRow, explain_markdown, sweep_rows
@@ -41,7 +43,7 @@ class Target:
     title: str
     compiled: CompiledModel
     params: dict[str, object]
-    algorithm: Algorithm | None
+    algorithm: ProgramAlgorithm | None
 
 
 def resolve_target(args: argparse.Namespace) -> Target:
@@ -58,10 +60,8 @@ def resolve_target(args: argparse.Namespace) -> Target:
         name = os.path.splitext(os.path.basename(args.target))[0]
         title = f"`{name}` ({checkpoint.algorithm.get('name') or compiled.program.name})"
         return Target(name, title, compiled, dict(checkpoint.algorithm.get("params") or {}), None)
-    from construct.cli.main import _algorithm_params
-
-    algorithm = get_algorithm(args.target)
-    params = algorithm.resolve(**_algorithm_params(args))
+    algorithm = get_program_algorithm(args.target)
+    params = algorithm.resolve(**algorithm_params(args))
     config = CompileConfig.for_dtype(getattr(args, "dtype", "float64"))
     compiled = compile_program(algorithm.program(params, config.input_bound), config)
     return Target(algorithm.name, f"`{algorithm.name}`: {algorithm.summary}", compiled, params,
@@ -104,8 +104,22 @@ def write_page_pictures(target: Target, out: str | os.PathLike) -> list[str]:
     return [str(p) for p in paths]
 
 
+def family_of(target: str) -> Family:
+    """What kind of model ``target`` (a checkpoint path or an algorithm name) is."""
+    if os.path.isfile(target):
+        from construct.model.checkpoint import load_checkpoint
+
+        linear = load_checkpoint(target).shape.attn_kind.is_linear
+        return Family.LINEAR_ATTENTION if linear else Family.PROGRAM
+    return get_algorithm(target).family
+
+
 def main(args: argparse.Namespace) -> int:
     """Print the page, or write ``<out>/<name>.md`` and its pictures when ``args.out`` is given."""
+    if family_of(args.target) is Family.LINEAR_ATTENTION:
+        from construct.teach.linear_attention import main as linear_main
+
+        return linear_main(args)
     target = resolve_target(args)
     name, text = render(args, target)
     out = getattr(args, "out", None)

@@ -14,6 +14,7 @@ import os
 import numpy as np
 
 from construct.targets.linear.block import block_matrices
+from verify.proofs.linear_attention import PROVABLE
 
 
 def _matrix(m: np.ndarray) -> str:
@@ -22,8 +23,8 @@ def _matrix(m: np.ndarray) -> str:
 
 
 def explain_page(args: argparse.Namespace) -> tuple[str, str]:
+    from construct.algorithms.registry import algorithm_params, get_algorithm
     from construct.model.checkpoint import load_checkpoint
-    from construct.cli.linear_attention import describe, resolve
 
     if os.path.isfile(args.target):
         checkpoint = load_checkpoint(args.target)
@@ -33,9 +34,10 @@ def explain_page(args: argparse.Namespace) -> tuple[str, str]:
         name = os.path.splitext(os.path.basename(args.target))[0]
         params: dict[str, object] = dict(checkpoint.algorithm.get("params") or {})
     else:
-        lsa, params = resolve(args.target, args)
-        model = lsa.model(params)
-        weights, shape, text = model.weights(), model.shape, describe(lsa.name, params)
+        lsa = get_algorithm(args.target)
+        params = lsa.resolve(**algorithm_params(args))
+        built = lsa.construct(params)
+        weights, shape, text = built.weights, built.shape, built.program_text()
         name = algorithm = lsa.name
     d = shape.d_in - 1
     sign = float(weights["unembed.W_U"][d, 0])
@@ -61,10 +63,25 @@ def explain_page(args: argparse.Namespace) -> tuple[str, str]:
               "`-dW_k x_t` to every y-slot, `dW_k = sum_i e_i (P x_i)^T`, `e_i = r_i / n`: "
               "GD on a linear layer, written as linear attention with values e_i and keys "
               "x_i. `rawc verify` checks it on every block.", ""]
-    if algorithm in ("lsa-gd", "lsa-precond-gd") and not params.get("momentum"):
+    if algorithm in PROVABLE and not params.get("momentum"):
         from verify.proofs.linear_attention import report
 
         proof, _ = report(algorithm, min(d, 2), 2, 1, times=False)
         lines += ["## Proof (`rawc prove " + algorithm + "`, d <= 2, n = 2, symbolic)", "",
                   "```", proof.rstrip(), "```", ""]
     return name, "\n".join(lines)
+
+
+def main(args: argparse.Namespace) -> int:
+    """Print the page, or write ``<out>/<name>.md`` when ``args.out`` is given."""
+    name, text = explain_page(args)
+    out = getattr(args, "out", None)
+    if not out:
+        print(text, end="")
+        return 0
+    os.makedirs(out, exist_ok=True)
+    path = os.path.join(out, f"{name}.md")
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    print(f"wrote {path}")
+    return 0

@@ -281,9 +281,9 @@ def _draw_mlp(axes: tuple[Axes, Axes], compiled: CompiledModel, layer: int,
                  "no mul or div is scheduled in this MLP half")
         axes[1].set_axis_off()
         return
-    mode = explain.ln_mode(compiled, layer)
-    norm = {None: "", "mul": ", LayerNorm at fixed scale P"}.get(
-        mode, f", LayerNorm divides by |{mode}|")
+    use = compiled.layer_norm_use(layer)
+    norm = ("" if use is None else f", LayerNorm divides by |{use.divisor}|" if use.divides
+            else ", LayerNorm at fixed scale P")
     reads = np.flatnonzero(w_in[:, units].any(axis=1))
     writes = np.flatnonzero(w_out[units].any(axis=0))
     unit_names = [str(u) for u in units]

@@ -25,7 +25,7 @@ import tracemalloc
 
 import torch
 
-from construct.algorithms.theorems import get_algorithm
+from construct.algorithms.registry import get_algorithm
 from construct.model.assemble import compile_program
 from construct.compiler.config import CompileConfig, torch_dtype
 from construct.compiler.limits import limits

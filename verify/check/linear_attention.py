@@ -29,8 +29,12 @@ import time
 import numpy as np
 import torch
 
-from construct.targets.linear.block import LinearSelfAttention, block_matrices, encode, load_lsa
-from construct.algorithms.linear_attention import LSA_ALGORITHMS, gd_iterates, reference_prediction
+from construct.algorithms.linear_attention import (LSA_ALGORITHMS, gd_iterates,
+                                                  reference_prediction, step_matrix)
+from construct.model.checkpoint import Checkpoint
+from construct.model.inputs import concat_xy_tokens
+from construct.model.transformer import ForwardCache, Transformer
+from construct.targets.linear.block import block_matrices
 
 TOLERANCE = {"float64": 1e-12, "float32": 1e-4}
 
@@ -65,10 +69,11 @@ def make_tasks(d: int, n: int, trials: int, seed: int, dtype: torch.dtype,
     return tuple(t.to(dtype=dtype, device=device) for t in (x, y, x_q))
 
 
-def block_loop(model: LinearSelfAttention, tokens: torch.Tensor, n: int) -> list[torch.Tensor]:
+def block_loop(model: Transformer, tokens: torch.Tensor, n: int) -> list[torch.Tensor]:
     """Residuals after embedding and every block by the block's definition, one token and one
     exemplar at a time (column convention)."""
-    w = {k: v.double() for k, v in model.tensors.items()}
+    w = {k.replace("__", "."): v.double() for k, v in model.params.items()}
+    momentum = model.shape.attn_momentum
     resid = tokens @ w["embed.W_E"] + w["pos_embed.W_pos"][:tokens.shape[-2]]
     out = [resid]
     for l in range(model.shape.n_layers):
@@ -80,29 +85,29 @@ def block_loop(model: LinearSelfAttention, tokens: torch.Tensor, n: int) -> list
             for i in range(n):
                 score = ((resid[:, i] @ kq) * resid[:, t]).sum(-1) / model.shape.attn_scale
                 new = new + score[:, None] * (resid[:, i] @ pv.T)
-                if model.momentum and i < t:
-                    new = new + model.momentum ** (t - i) * (resid[:, i] @ pv.T)
+                if momentum and i < t:
+                    new = new + momentum ** (t - i) * (resid[:, i] @ pv.T)
             columns.append(new)
         resid = torch.stack(columns, dim=-2)
         out.append(resid)
     return out
 
 
-def dual_form_checks(params: dict[str, object], name: str, cache, x, y, x_q,
+def dual_form_checks(params: dict[str, object], step: np.ndarray, cache, x, y, x_q,
                      tolerance: float) -> list[Check]:
     """Check 3 of the module docstring, block by block."""
     opts = {"dtype": x.dtype, "device": x.device}
     d, n = x.shape[-1], x.shape[-2]
-    P = (float(params["eta"]) * torch.eye(d, **opts) if name == "lsa-gd"
-         else torch.as_tensor(np.asarray(params["Gamma"]), **opts))
+    P = torch.as_tensor(step, **opts)
     iterates = gd_iterates(x, y, P, torch.as_tensor(params["w0"], **opts), int(params["steps"]))
     inputs = torch.cat([x, x_q[:, None]], dim=-2)
     got_w, got_attn, ref_w, ref_attn, ref_next = [], [], [], [], []
     for k, attn in enumerate(cache.attention):
         w_k = iterates[k]
+        layer_input = cache.before_layer(k)
         errors = (y - (x * w_k[:, None]).sum(-1)) / n                       # e_i
         delta = (errors[..., None] * (x @ P.T)).sum(-2)                     # sum_i e_i (P x_i)^T
-        got_w.append(-cache.residuals[k][:, -1, d])
+        got_w.append(-layer_input[:, -1, d])
         ref_w.append((w_k * x_q).sum(-1))
         got_attn.append(-attn[..., d])
         ref_attn.append((inputs * delta[:, None]).sum(-1))
@@ -115,48 +120,54 @@ def dual_form_checks(params: dict[str, object], name: str, cache, x, y, x_q,
                      torch.stack(iterates[1:]), tolerance)]
 
 
-def momentum_check(model: LinearSelfAttention, cache, tolerance: float) -> Check:
+def momentum_check(model: Transformer, cache: ForwardCache, tolerance: float) -> Check:
     """MoAttn - Attn against the recurrence ``m_t = beta (m_{t-1} + v_{t-1})`` (exemplars only)."""
     got, ref = [], []
-    for l, resid in enumerate(cache.residuals[:-1]):
+    beta = model.shape.attn_momentum
+    for l in range(model.shape.n_layers):
+        resid = cache.before_layer(l)
         p = f"blocks.{l}.attn."
-        v = torch.einsum("...td,hde->...hte", resid, model.tensors[p + "W_V"]) \
-            + model.tensors[p + "b_V"][:, None, :]
-        values = torch.einsum("...hte,hed->...td", v, model.tensors[p + "W_O"])
+        v = torch.einsum("...td,hde->...hte", resid, model.weight(p + "W_V")) \
+            + model.weight(p + "b_V")[:, None, :]
+        values = torch.einsum("...hte,hed->...td", v, model.weight(p + "W_O"))
         m, terms = torch.zeros_like(values[:, 0]), []
         for t in range(values.shape[-2]):
             terms.append(m)
             if t < values.shape[-2] - 1:                  # the query is no value
-                m = model.momentum * (m + values[:, t])
-        got.append(cache.attention[l] - model.block(resid, l, momentum=False))
+                m = beta * (m + values[:, t])
+        plain = model.attention_output(resid, l, momentum=False) + model.weight(p + "b_O")
+        got.append(cache.attention[l] - plain)
         ref.append(torch.stack(terms, dim=-2))
     return Check.of("momentum: MoAttn - Attn = sum beta^(t-i) v_i", torch.stack(got),
                     torch.stack(ref), tolerance)
 
 
-def verify_checkpoint(path: str, dtype: str = "float64", device: str = "cpu",
+def verify_checkpoint(checkpoint: Checkpoint, dtype: str = "float64", device: str = "cpu",
                       trials: int = 256, seed: int = 0, noise: float = 0.0) -> dict[str, object]:
     started = time.perf_counter()
     torch_dtype = torch.float64 if dtype == "float64" else torch.float32
-    checkpoint, model = load_lsa(path, torch_dtype, device)
+    model = checkpoint.model(torch_dtype, device)
     d, n = checkpoint.shape.d_in - 1, checkpoint.shape.n_ctx - 1
     x, y, x_q = make_tasks(d, n, trials, seed, torch_dtype, torch.device(device), noise)
-    cache = model(encode(x, y, x_q))
+    tokens = concat_xy_tokens(x, y, x_q)
+    cache = model(tokens)
     tol = TOLERANCE[dtype]
-    loop = block_loop(model, encode(x, y, x_q).double(), n)
-    checks = [Check.of(f"block loop: residual after layer {l}", got, ref, tol)
-              for l, (got, ref) in enumerate(zip(cache.residuals[1:], loop[1:]))]
+    loop = block_loop(model, tokens.double(), n)
+    checks = [Check.of(f"block loop: residual after layer {l}", cache.after_layer(l), ref, tol)
+              for l, ref in enumerate(loop[1:])]
     name, params = checkpoint.algorithm.get("name"), checkpoint.algorithm.get("params") or {}
     if name in LSA_ALGORITHMS:
         params = LSA_ALGORITHMS[name].resolve(**params)
         x64, y64, q64 = (t.double() for t in (x, y, x_q))
         if not params["momentum"]:
             checks.append(Check.of("closed form: prediction", cache.prediction,
-                                   reference_prediction(name, params, x64, y64, q64), tol))
-        if name != "lsa-gd-plus-plus" and not params["momentum"]:
-            checks += dual_form_checks(params, name, cache, x64, y64, q64, tol)
-    if model.momentum:
+                                   reference_prediction(params, x64, y64, q64), tol))
+        step = step_matrix(params, d)
+        if step is not None and not params["momentum"]:
+            checks += dual_form_checks(params, step, cache, x64, y64, q64, tol)
+    if model.shape.attn_momentum:
         checks.append(momentum_check(model, cache, tol))
+    path = checkpoint.path
     return {"path": path, "algorithm": name, "params": params, "dtype": dtype, "device": device,
             "trials": trials, "seconds": time.perf_counter() - started,
             "checks": [dataclasses.asdict(c) | {"ok": c.ok} for c in checks],
@@ -175,13 +186,14 @@ def format_report(report: dict[str, object]) -> str:
     return "\n".join(lines)
 
 
-def main(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace, checkpoint: Checkpoint) -> int:
+    """``rawc verify`` on a linear-attention checkpoint (``verify.check.command``)."""
     device = getattr(args, "device", "cpu")
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cpu":  # tiny per-token ops: extra threads only contend (18x on 2 busy cores)
         torch.set_num_threads(1)
-    report = verify_checkpoint(args.path, args.dtype, device, min(args.trials, 4096),
+    report = verify_checkpoint(checkpoint, args.dtype, device, min(args.trials, 4096),
                                args.seed, getattr(args, "noise", 0.0))
     print(json.dumps(report, indent=2, default=str) if getattr(args, "json", False)
           else format_report(report))

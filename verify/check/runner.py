@@ -37,6 +37,7 @@ from construct.model.assemble import CompiledModel, compile_program
 from construct.compiler.config import torch_dtype
 from construct.compiler.fusion import folded_inputs
 from construct.model.inputs import validate_tokens
+from construct.model.checkpoint import Checkpoint
 from construct.model.transformer import Transformer, decode
 from verify import metrics
 from verify.check.report import format_report
@@ -302,12 +303,8 @@ def _device(choice: str) -> torch.device:
     return torch.device(choice)
 
 
-def main(args: argparse.Namespace) -> int:
-    from construct.model.checkpoint import load_checkpoint
-
-    if args.trials < 1:
-        raise ValueError(f"--trials must be >= 1, got {args.trials}")
-    checkpoint = load_checkpoint(args.path)
+def main(args: argparse.Namespace, checkpoint: Checkpoint) -> int:
+    """``rawc verify`` on a compiled program's checkpoint (``verify.check.command``)."""
     compiled = compile_program(checkpoint.program(), checkpoint.config())
     if compiled.shape != checkpoint.shape:
         raise ValueError(f"{args.path}: its weights' shape {checkpoint.shape} does not match "
@@ -317,7 +314,7 @@ def main(args: argparse.Namespace) -> int:
               f"in {args.dtype} (compile with --dtype {args.dtype} for the best {args.dtype} "
               "accuracy)", file=sys.stderr)
     device = _device(args.device)
-    model = Transformer(checkpoint.shape, checkpoint.weights, torch_dtype(args.dtype), device)
+    model = checkpoint.model(torch_dtype(args.dtype), device, check_inputs=False)
     algorithm = checkpoint.metadata["rawc.algorithm"]
     report = verify_model(compiled, model, algorithm["name"], algorithm["params"],
                           dtype=args.dtype, device=device, trials=args.trials, seed=args.seed,

@@ -28,7 +28,8 @@ import numpy as np
 import sympy as sp
 
 from construct.language import interpreter
-from construct.algorithms.theorems import default_w0, get_algorithm
+from construct.algorithms.parameters import default_w0
+from construct.algorithms.registry import get_algorithm
 from construct.language.printer import program_text
 from construct.language.program import Div, Program, to_fraction
 from verify.solvers import checked_prefixes

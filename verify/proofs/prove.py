@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from construct.algorithms.theorems import get_algorithm
+from construct.algorithms.family import Family
+from construct.algorithms.registry import algorithm_params, get_algorithm, get_program_algorithm
 from verify.proofs import lemmas
 from verify.proofs.programs import STATEMENTS, prove_program
 
@@ -29,7 +30,7 @@ def report(name: str, params: dict[str, object], *, listing: bool = False,
     else:
         if name not in STATEMENTS:
             raise ValueError(f"no proof for {name!r}; provable: {', '.join(PROVABLE)}")
-        algorithm = get_algorithm(name)
+        algorithm = get_program_algorithm(name)
         resolved = algorithm.resolve(**params)
         program = algorithm.program(resolved, listing=listing)
         proof = prove_program(name, resolved, program)
@@ -43,10 +44,15 @@ def report(name: str, params: dict[str, object], *, listing: bool = False,
     return "\n\n".join(parts) + f"\n\n{verdict}{took}\n", proved
 
 
-def main(args: argparse.Namespace, params: dict[str, object]) -> int:
-    if args.name.startswith("lsa-"):  # linear self-attention: verify/lsa_proofs.py
-        from verify.proofs.linear_attention import main as lsa_main
-        return lsa_main(args)
-    text, proved = report(args.name, params, listing=args.listing)
+def main(args: argparse.Namespace) -> int:
+    if args.name == "lemmas":
+        text, proved = report("lemmas", {})
+    else:
+        algorithm = get_algorithm(args.name)
+        if algorithm.family is Family.LINEAR_ATTENTION:
+            from verify.proofs.linear_attention import main as linear_main
+            return linear_main(args)
+        text, proved = report(args.name, algorithm_params(args),
+                              listing=args.listing)
     print(text, end="")
     return 0 if proved else 1

@@ -26,7 +26,11 @@ import time
 import numpy as np
 import torch
 
-from construct.targets.linear.block import LinearSelfAttention, LSABlock, LSAModel, encode, save_lsa
+from construct.model.checkpoint import save_checkpoint
+from construct.model.inputs import concat_xy_tokens
+from construct.model.linear import LinearConstruction
+from construct.model.transformer import Transformer
+from construct.targets.linear.block import LSABlock, LSAModel
 from construct.algorithms.linear_attention import LSA_ALGORITHMS, ahn_gamma, inverse_gamma, one_step_risk
 
 PRIORS = ("identity", "inverse")
@@ -71,7 +75,7 @@ def sample(config: TrainConfig, batch: int, g: torch.Generator, dtype=torch.floa
 
 def predict(w_kq: torch.Tensor, w_pv: torch.Tensor, x, y, x_q, sign: float = -1.0):
     """The query prediction of one LSA block (module docstring), batched."""
-    tokens = encode(x, y, x_q)
+    tokens = concat_xy_tokens(x, y, x_q)
     context, query = tokens[:, :-1], tokens[:, -1]
     scores = context @ (w_kq @ query[..., None])[..., 0][..., None]        # e_i^T W_KQ e_q
     values = context @ w_pv[-1]                                            # (W_PV e_i)_y
@@ -145,10 +149,10 @@ def evaluate(config: TrainConfig, w_kq: np.ndarray, w_pv: np.ndarray, seconds: f
     g = torch.Generator().manual_seed(config.seed + 1)
     cpu = dataclasses.replace(config, device="cpu")
     x, y, x_q, y_q = sample(cpu, config.eval_tasks, g, torch.float64)
-    tokens = encode(x, y, x_q)
+    tokens = concat_xy_tokens(x, y, x_q)
     preds = []
     for model in (trained_model(config, w_kq, w_pv), constructed(config)):
-        preds.append(LinearSelfAttention(model.shape, model.weights())(tokens).prediction)
+        preds.append(Transformer(model.shape, model.weights())(tokens).prediction)
     gamma = config.optimal_gamma()
     return TrainResult(config, w_kq, w_pv, seconds, final_loss,
                        float(((preds[0] - y_q) ** 2).mean()), float(((preds[1] - y_q) ** 2).mean()),
@@ -207,8 +211,10 @@ def main(args: argparse.Namespace) -> int:
     print(report(result, args.spd_tol, args.g_tol))
     if args.output:
         params = {k: v for k, v in dataclasses.asdict(config).items() if k != "device"}
-        save_lsa(trained_model(config, result.w_kq, result.w_pv), args.output, "trained-lsa",
-                 params, "# trained-lsa: one linear self-attention block, weights learned by "
-                         "Adam on in-context linear regression; prediction = -(query y-slot)\n")
+        trained = LinearConstruction(
+            "trained-lsa", trained_model(config, result.w_kq, result.w_pv),
+            "# trained-lsa: one linear self-attention block, weights learned by Adam on "
+            "in-context linear regression; prediction = -(query y-slot)\n")
+        save_checkpoint(trained, args.output, "trained-lsa", params)
         print(f"  wrote {args.output}")
     return 0 if result.passed(args.spd_tol, args.g_tol) else 1

@@ -25,6 +25,7 @@ import dataclasses
 import numpy as np
 
 from construct.compiler import error_models as errors
+from construct.targets.paper.layer_norm import LayerNormUse
 from construct.compiler.analysis import Bounds
 from construct.compiler.config import CompileConfig
 from construct.compiler.layout import Layout
@@ -95,7 +96,7 @@ def row_bounds(program: Program, layout: Layout, bounds: Bounds) -> np.ndarray:
 
 def lower_attention(program: Program, schedule: Schedule, layer_index: int,
                     forms: dict[int, LinearForm], layout: Layout, bounds: Bounds,
-                    config: CompileConfig, ln_mode: object,
+                    config: CompileConfig, ln_use: LayerNormUse | None,
                     first_writes: frozenset[int], garbage: np.ndarray) -> AttentionHalf:
     """The heads of one attention half: every materialised value's read and bias parts
     (``construct.compiler.fusion``), the clearing of old values (``garbage``: ``row_bounds``) and the
@@ -152,15 +153,15 @@ def lower_attention(program: Program, schedule: Schedule, layer_index: int,
     cleared = mlp_clears_in_attention(program, schedule, layer)
     for i in cleared:
         clear(i)
-    if ln_mode is not None:
+    if ln_use is not None:
         pos, neg = layout.fixed["ln_pad_pos"], layout.fixed["ln_pad_neg"]
         column(SELF, pos)[pos] -= 1.0
         column(SELF, neg)[neg] -= 1.0
-        if ln_mode == "mul":
+        if not ln_use.divides:
             b_o[pos] += config.ln_pad
             b_o[neg] -= config.ln_pad
         else:
-            den_row = layout.rows(ln_mode)[0]
+            den_row = layout.rows(ln_use.divisor)[0]
             column(SELF, pos)[den_row] += config.div_scale
             column(SELF, neg)[den_row] -= config.div_scale
     heads = []

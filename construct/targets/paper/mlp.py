@@ -27,6 +27,7 @@ import math
 import numpy as np
 
 from construct.compiler import error_models as errors
+from construct.targets.paper.layer_norm import LayerNormUse
 from construct.compiler.analysis import Bounds
 from construct.compiler.config import CompileConfig
 from construct.compiler.layout import Layout
@@ -103,25 +104,26 @@ def placements(program: Program, schedule: Schedule, layer: Layer, forms: dict[i
 
 def lower_mlp(program: Program, schedule: Schedule, layer_index: int,
               forms: dict[int, LinearForm], layout: Layout, bounds: Bounds,
-              config: CompileConfig, ln_mode: object, cleared: frozenset[int], energy: float,
+              config: CompileConfig, ln_use: LayerNormUse | None, cleared: frozenset[int], energy: float,
               garbage: np.ndarray, pad_bound: float, first_writes: frozenset[int],
               mean_count: float = 0.0) -> MLPHalf:
     """``mean_count``: LayerNorm's mean is at most ``mean_count * u`` (zero-mean pads)."""
     layer = schedule.layers[layer_index]
     d_model = layout.d_model
     placement = placements(program, schedule, layer, forms, layout)
-    uses_ln = ln_mode is not None
+    uses_ln = ln_use is not None
+    fixed_scale = uses_ln and not ln_use.divides
     units = _Units(d_model, layout.fixed["ln_zero"] if uses_ln else None)
     leak = errors.point_read_leak(config.attn_hardness, config.n_ctx, "float32")
     models = []
-    if ln_mode == "mul":
+    if fixed_scale:
         read_scale = math.sqrt(2 * config.ln_pad ** 2 / d_model + config.ln_eps)
         ln_rel = errors.fixed_scale_ln_error(energy, config.ln_pad)
     elif uses_ln:
         read_scale = config.div_scale * math.sqrt(2 / d_model)
     else:
         read_scale = 1.0
-    if ln_mode != "mul":
+    if not fixed_scale:
         ln_rel = 0.0
     mean_count = mean_count if uses_ln else 0.0
     for i in (j for j in layer.mlp if j not in schedule.fused):
@@ -167,12 +169,12 @@ def lower_mlp(program: Program, schedule: Schedule, layer_index: int,
         if i in cleared:
             approx += 2 * leak * old
             rounding += errors.attention_rounding(0, old)
-        elif uses_ln and ln_mode != "mul":
+        elif uses_ln and not fixed_scale:
             raise ValueError(
                 f"op {i + 1} (div -> {op.dst}): a div's destination must not be read or written "
                 "by another op of its layer (its MLP sees values divided by |den|)")
         else:
-            scale = ln_rel if ln_mode == "mul" else 0.0
+            scale = ln_rel if fixed_scale else 0.0
             for row in dst_rows:
                 remove = np.zeros(d_model)
                 remove[row] = -1.0

@@ -1,0 +1,191 @@
+"""Every named algorithm, one registry: ``rawc list``, ``compile``, ``explain``, ``prove``.
+
+Two families build weights in two ways, behind one interface (``resolve`` the parameters,
+``construct`` the model the checkpoint writer takes):
+
+- ``Family.PROGRAM``: a RAW program (``theorems``, ``learners``) run through the compiler to
+  the paper's softmax + GeLU + LayerNorm blocks (``CompiledModel``);
+- ``Family.LINEAR_ATTENTION``: linear self-attention blocks written down directly
+  (``linear_attention``; ``LinearConstruction``).
+
+Commands look an algorithm up here and ask it; the verifier and the course pages pick their
+checks and sections by its ``family``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+import inspect
+from collections.abc import Callable
+from fractions import Fraction
+
+from construct.algorithms import learners, theorems
+from construct.algorithms.family import Family
+from construct.algorithms.linear_attention import LSA_ALGORITHMS, LSAAlgorithm
+from construct.algorithms.parameters import Parameter, start_weights
+from construct.compiler.config import CompileConfig
+from construct.language.program import Program, ProgramError, to_fraction
+from construct.model.assemble import CompiledModel, compile_program
+
+
+class LamRule(enum.Enum):
+    """What a ridge penalty must satisfy for the algorithm to be defined."""
+
+    ANY = "any real"
+    NON_NEGATIVE = ">= 0"
+    POSITIVE = "> 0"
+
+    def admits(self, lam: Fraction) -> bool:
+        return {LamRule.ANY: True, LamRule.NON_NEGATIVE: lam >= 0,
+                LamRule.POSITIVE: lam > 0}[self]
+
+
+@dataclasses.dataclass(frozen=True)
+class ProgramAlgorithm:
+    """A named RAW program: its builder (and the paper's listing, where there is one)."""
+
+    name: str
+    summary: str
+    parameters: tuple[Parameter, ...]
+    build: Callable[..., Program]
+    listing: Callable[..., Program] | None = None
+    lam_rule: LamRule = LamRule.ANY
+    family: Family = Family.PROGRAM
+
+    def resolve(self, **given: object) -> dict[str, object]:
+        """Every parameter's value: given ones parsed (command-line text included) and
+        checked, the others defaulted. Coefficients are exact fractions."""
+        known = {p.name for p in self.parameters}
+        unknown = sorted(k for k, v in given.items() if k not in known and v is not None)
+        if unknown:
+            raise ProgramError(f"{self.name} has no parameter(s) {', '.join(unknown)}; "
+                               f"it takes {', '.join(sorted(known))}")
+        values = {p.name: given.get(p.name) if given.get(p.name) is not None else p.default
+                  for p in self.parameters}
+        for p in self.parameters:
+            if p.kind is int:
+                values[p.name] = _integer(p.name, values[p.name])
+            elif p.kind is Fraction:
+                values[p.name] = to_fraction(values[p.name])
+        if int(values["d"]) < 1:
+            raise ProgramError(f"d must be >= 1, got {values['d']}")
+        if values.get("w0") is None:
+            values.pop("w0", None)
+        else:
+            values["w0"] = start_weights(int(values["d"]), values["w0"])
+        if "lam" in values and not self.lam_rule.admits(values["lam"]):
+            raise ProgramError(f"lam must be {self.lam_rule.value} for {self.name}, got "
+                               f"{values['lam']}")
+        if "n" in values and int(values["n"]) < 1:
+            raise ProgramError(f"n (the number of exemplars) must be >= 1, got {values['n']}")
+        return values
+
+    def program(self, params: dict[str, object], input_bound: float = 4.0,
+                listing: bool = False) -> Program:
+        """The builder program (or the paper listing) for resolved ``params``.
+
+        Builders that declare bounds on their results get the input bound those depend on.
+        """
+        if listing:
+            if self.listing is None:
+                raise ProgramError(f"{self.name} has no paper listing; compile its builder "
+                                   "program (drop --listing)")
+            return self.listing(**params)
+        if "input_bound" in inspect.signature(self.build).parameters:
+            return self.build(**params, input_bound=input_bound)
+        return self.build(**params)
+
+    def construct(self, params: dict[str, object], config: CompileConfig,
+                  listing: bool = False) -> CompiledModel:
+        return compile_program(self.program(params, config.input_bound, listing), config)
+
+
+def _integer(name: str, value: object) -> int:
+    if isinstance(value, bool):
+        raise ProgramError(f"{name} must be an integer, got {value!r}")
+    try:
+        return int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ProgramError(f"{name} must be an integer, got {value!r}") from None
+
+
+def _step_parameters(alpha: Fraction) -> tuple[Parameter, ...]:
+    """The parameters of the gradient learners over n exemplars (``sgd``, ``gd-batch``)."""
+    return (Parameter("d", int, 2, "input dimension"),
+            Parameter("n", int, 4, "number of exemplars"),
+            Parameter("alpha", Fraction, alpha, "step size"),
+            Parameter("lam", Fraction, Fraction(0), "ridge penalty"),
+            Parameter("w0", list, None, "start weights (default (-1)^k/(k+1))"))
+
+
+Algorithm = ProgramAlgorithm | LSAAlgorithm
+
+PROGRAM_ALGORITHMS: dict[str, ProgramAlgorithm] = {
+    "gd": ProgramAlgorithm(
+        "gd", "one gradient-descent step on one exemplar (Theorem 1, O(d) width)",
+        (Parameter("d", int, 2, "input dimension"),
+         Parameter("alpha", Fraction, Fraction(1, 10), "step size"),
+         Parameter("lam", Fraction, Fraction(1, 100), "ridge penalty"),
+         Parameter("w0", list, None, "start weights (default (-1)^k/(k+1))")),
+        theorems.gd_program, theorems.gd_listing),
+    "sherman-morrison": ProgramAlgorithm(
+        "sherman-morrison",
+        "one Sherman-Morrison ridge update on one exemplar (Theorem 2, O(d^2) width)",
+        (Parameter("d", int, 2, "input dimension"),
+         Parameter("lam", Fraction, Fraction(1, 2), "ridge penalty (> 0)")),
+        theorems.sherman_morrison_program, theorems.sherman_morrison_listing,
+        lam_rule=LamRule.POSITIVE),
+    "sgd": ProgramAlgorithm(
+        "sgd", "one pass of SGD over n exemplars, predicting at every prefix (O(n) depth)",
+        _step_parameters(alpha=Fraction(1, 100)),
+        learners.sgd_program, lam_rule=LamRule.NON_NEGATIVE),
+    "ridge": ProgramAlgorithm(
+        "ridge", "ridge regression at every prefix by n stacked Sherman-Morrison updates "
+        "(O(d^2) width, O(n) depth)",
+        (Parameter("d", int, 2, "input dimension"),
+         Parameter("n", int, 4, "number of exemplars"),
+         Parameter("lam", Fraction, Fraction(1, 2), "ridge penalty (> 0)")),
+        learners.ridge_program, lam_rule=LamRule.POSITIVE),
+    "gd-batch": ProgramAlgorithm(
+        "gd-batch", "one full-batch GD step (mean loss) on the exemplars before each query "
+        "(constant depth)",
+        _step_parameters(alpha=Fraction(1, 10)),
+        learners.gd_batch_program, lam_rule=LamRule.NON_NEGATIVE),
+}
+
+ALGORITHMS: dict[str, Algorithm] = {**PROGRAM_ALGORITHMS, **LSA_ALGORITHMS}
+
+
+def get_algorithm(name: str) -> Algorithm:
+    try:
+        return ALGORITHMS[name]
+    except KeyError:
+        raise ProgramError(f"unknown algorithm {name!r}; known: {', '.join(ALGORITHMS)}") from None
+
+
+def get_program_algorithm(name: str) -> ProgramAlgorithm:
+    """A named algorithm that is a RAW program (the interpreter, solvers and proofs need one)."""
+    algorithm = get_algorithm(name)
+    if not isinstance(algorithm, ProgramAlgorithm):
+        raise ProgramError(f"{name} is a {algorithm.family.value} construction, not a RAW "
+                           "program")
+    return algorithm
+
+
+def parameter_options() -> dict[str, dict[str, object]]:
+    """One command-line option per parameter flag, over every registered algorithm."""
+    options: dict[str, dict[str, object]] = {}
+    for algorithm in ALGORITHMS.values():
+        for p in algorithm.parameters:
+            spec = options.setdefault(p.option, {"dest": p.name, "users": [], "help": p.help,
+                                                 "type": int if p.kind is int else str})
+            spec["users"].append(algorithm.name)  # type: ignore[union-attr]
+    return options
+
+
+def algorithm_params(args: object) -> dict[str, object]:
+    """The parameters given on a command line (``args``: its namespace), unparsed:
+    ``algorithm.resolve`` parses them and names any that it does not take."""
+    given = {name: getattr(args, name, None) for name in
+             {spec["dest"] for spec in parameter_options().values()}}
+    return {name: value for name, value in given.items() if value is not None}
