@@ -5,7 +5,7 @@ The course is ``docs/index.md`` (hand-written, the lecture order), ``docs/operat
 lemmas`` pasted in generated blocks) and one page per construction, which is the whole output of
 ``rawc explain NAME --d 2 --out docs``: statement, program, layout, layers, pictures, proof,
 error budget. ``rawc docs`` regenerates all of it in one go; ``rawc docs --check`` (and
-``tests/test_course.py``) fails when a committed page differs from what the code makes today.
+``tests/teach/test_course.py``) fails when a committed page differs from what the code makes today.
 
 A generated block in a hand-written page is delimited by marker comments naming its command::
 

@@ -6,7 +6,7 @@ written by hand. Sections: what the algorithm computes, the program, size beside
 counts, the residual-stream layout, what each layer does, the error budget, the constants and,
 for named algorithms, a size and error sweep over ``d``. Weights depend only on the program and
 the config, so a page is a pure function of the command that made it: ``docs/*.md`` are made
-this way (``construct.teach.explain_command`` runs the command), and ``tests/test_course.py``
+this way (``construct.teach.explain_command`` runs the command), and ``tests/teach/test_course.py``
 checks that they are current.
 """
 from __future__ import annotations
@@ -152,7 +152,7 @@ def _section_size(compiled: CompiledModel) -> list[str]:
             "so the residual stream is narrower than the paper's row map. Affine maps cost no "
             "layer: each is folded into the weights of the half that computes its inputs "
             f"({folded or 'none here'}), so depth meets the critical path (attention hops and "
-            "MLP nonlinearity levels, `construct/limits.py`).", ""]
+            "MLP nonlinearity levels, `construct/compiler/limits.py`).", ""]
 
 
 def _section_layout(compiled: CompiledModel) -> list[str]:

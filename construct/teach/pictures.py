@@ -49,11 +49,10 @@ except ImportError as error:  # an optional extra: the compiler itself never nee
 
 from construct.teach import explain  # module import: explain may import this module in turn
 from construct.model.assemble import CompiledModel
-from construct.language.interpreter import Trace, column_kinds, run
-from construct.model.transformer import ForwardCache, Transformer, decode
+from construct.language.interpreter import column_kinds
+from construct.model.transformer import Transformer
 from construct.language.printer import op_text
 from construct.language.program import Mov
-from verify.tasks import make_tasks
 
 STYLE = {"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "xtick.labelsize": 7,
          "ytick.labelsize": 7, "figure.titlesize": 9}
@@ -70,6 +69,8 @@ def write_pictures(compiled: CompiledModel, out_dir: pathlib.Path, stem: str, *,
     out_dir.mkdir(parents=True, exist_ok=True)
     figures = [("layout", layout_figure(compiled))]
     figures += [(f"layer{l}", layer_figure(compiled, l)) for l in range(compiled.shape.n_layers)]
+    from construct.teach.example_picture import example_figure  # it draws with this module
+
     figures.append(("example", example_figure(compiled, seed)))
     paths = [out_dir / f"{stem}-{suffix}.png" for suffix, _ in figures]
     for path, (_, figure) in zip(paths, figures):
@@ -316,87 +317,4 @@ def layer_figure(compiled: CompiledModel, layer: int) -> Figure:
         note = f"\n({unused} unused head(s) omitted: all heads share one shape)" if unused else ""
         figure.suptitle(f"{program.name}, layer {layer} (blocks.{layer}): attention "
                         f"{ops(scheduled.attn)} | MLP {ops(scheduled.mlp)}{note}")
-    return figure
-
-
-# ------------------------------------------------------------------ picture 3: an example
-def run_example(compiled: CompiledModel, seed: int = 0) -> tuple[torch.Tensor, ForwardCache]:
-    """One random prompt ``x1, y1, x_q`` (``[T, d + 1]``, inside the input bound) and the
-    model's residuals on it."""
-    tasks = make_tasks(compiled.program.d, 1, compiled.config.input_bound, seed=seed)
-    tokens = tasks.tokens[0]
-    return tokens, Transformer(compiled.shape, compiled.weights)(tokens)
-
-
-def attention_pattern(compiled: CompiledModel, resid: np.ndarray, layer: int,
-                      head: int) -> np.ndarray:
-    """The causal softmax pattern ``[T, T]`` of one head on the residual entering its layer."""
-    model = Transformer(compiled.shape, compiled.weights)
-    return model.attention_pattern(torch.as_tensor(resid), layer)[head].numpy()
-
-
-def slot_values(compiled: CompiledModel, trace: Trace, cache: ForwardCache,
-                layer: int) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Entry names, compiled and interpreter values ``[entries, T]`` of the slots live after
-    ``layer`` (``trace`` and ``cache`` from the same tokens)."""
-    layout, program, schedule = compiled.layout, compiled.program, compiled.schedule
-    names, ours, theirs = [], [], []
-    for name in (n for n in layout.slots if layout.live_after_layer(n, layer)):
-        # Writes to one slot keep program order, so its last writer by this layer holds it.
-        writers = [i for i, op in enumerate(program.ops)
-                   if op.dst == name and schedule.layer_of(i) <= layer]
-        rows = layout.rows(name)
-        names += [_entry(name, k, len(rows)) for k in range(len(rows))]
-        ours.append(decode(cache.after_layer(layer), rows).numpy().T)
-        theirs.append(np.asarray(trace.states[writers[-1] + 1 if writers else 0][name]).T)
-    return names, np.concatenate(ours), np.concatenate(theirs)
-
-
-def _prompt_text(tokens: torch.Tensor) -> str:
-    """``x1 = (..), y1 = .., x2 = (..)``: the label of a y-token, else the features (first 4)."""
-    parts = []
-    for name, token in zip(token_names(len(tokens)), tokens.tolist()):
-        values = token[:1] if name[0] == "y" else token[1:]
-        text = ", ".join(f"{v:.3g}" for v in values[:4]) + (", …" if len(values) > 4 else "")
-        parts.append(f"{name} = {text}" if name[0] == "y" else f"{name} = ({text})")
-    return ", ".join(parts)
-
-
-def example_figure(compiled: CompiledModel, seed: int = 0) -> Figure:
-    tokens, cache = run_example(compiled, seed)
-    n_layers, names = compiled.shape.n_layers, token_names(len(tokens))
-    roles = [head_roles(compiled, l) for l in range(n_layers)]
-    n_heads = max([1] + [len(r) for r in roles])
-    leak = 0.0
-    with matplotlib.rc_context(STYLE):
-        figure = Figure(figsize=(1.0 + 2.2 * n_layers, 2.2 * n_heads + 4.8), layout="constrained")
-        top, bottom = figure.subfigures(2, 1, height_ratios=[2.2 * n_heads + 0.3, 4.0])
-        grid = top.subplots(n_heads, n_layers, squeeze=False)
-        for l, layer_roles in enumerate(roles):
-            for ax in grid[len(layer_roles):, l]:
-                ax.set_axis_off()
-            for ax, (head, short, _) in zip(grid[:, l], layer_roles):
-                pattern = attention_pattern(compiled, cache.residuals[2 * l].numpy(), l, head)
-                # Summed directly: 1 - max would round the e^-N leak away.
-                leak = max(leak, float(np.sort(pattern, axis=1)[:, :-1].sum(axis=1).max()))
-                _heatmap(ax, pattern, names, names, norm=colors.Normalize(0, 1), cmap="Greens",
-                         colorbar=False, hide_below=1e-3)
-                ax.set_title(f"L{l} head {head}: {short}")
-        grid[0][0].set(ylabel="query position t", xlabel="key position j")
-        top.suptitle(f"{compiled.program.name}, prompt {_prompt_text(tokens)}\nattention "
-                     "pattern of every head (softmax over keys j ≤ t, rows sum to 1): one key "
-                     f"per query, the point read; weight off that key ≤ {leak:.1e}")
-        worst, trace = 0.0, run(compiled.program, tokens.numpy())
-        for l, ax in enumerate(bottom.subplots(1, n_layers, squeeze=False)[0]):
-            entries, ours, theirs = slot_values(compiled, trace, cache, l)
-            diff = float(np.max(np.abs(ours - theirs)))
-            worst, scale = max(worst, diff), float(np.max(np.abs(ours))) or 1.0
-            _heatmap(ax, ours, entries, names, norm=colors.Normalize(-scale, scale),
-                     fmt="{:.3g}", colorbar=False)
-            ax.set_title(f"after layer {l}: compiled vs\ninterpreter, max |diff| = {diff:.1e}")
-        prediction = float(cache.output[-1, 0])
-        bottom.suptitle(f"live slots after each layer at every token (numbers: the compiled "
-                        f"model's values; prediction {compiled.program.output} at "
-                        f"{names[-1]} = {prediction:.4g})\ncompiled vs interpreter, "
-                        f"max |diff| = {worst:.1e}")
     return figure

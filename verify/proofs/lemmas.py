@@ -1,6 +1,6 @@
 """The lowering tricks, derived in sympy: each limit with its leading error term.
 
-These derivations are what ``construct/errors.py`` turns into numbers; ``tests/test_lemmas.py``
+These derivations are what ``construct/compiler/error_models.py`` turns into numbers; ``tests/verify/test_lemmas.py``
 checks every bound there against the leading term derived here (the bound must dominate it, in
 the same power of the constant), so the two cannot drift apart.
 

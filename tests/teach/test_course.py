@@ -10,7 +10,7 @@ from construct.teach import course
 from construct.teach import explain_command
 from construct.cli.main import main as cli_main
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 DOCS = REPO / "docs"
 
 

@@ -55,7 +55,7 @@ def test_listing_is_the_paper_op_count(name: str) -> None:
 
 
 def test_builder_programs_equal_their_closed_form_on_the_interpreter() -> None:
-    for name in LISTED:  # the multi-exemplar learners: tests/test_learners.py
+    for name in LISTED:  # the multi-exemplar learners: tests/algorithms/test_learners.py
         algorithm = get_algorithm(name)
         params = algorithm.resolve(d=4, **PARAMS[name])
         tasks = make_tasks(4, 100, 4.0, seed=1)

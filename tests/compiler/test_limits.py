@@ -19,7 +19,7 @@ MODES = ("packed", "sequential")
 @given(random_programs())
 def test_schedules_and_layouts_respect_the_lower_bounds(program: Program) -> None:
     """Schedule and allocation decide the shape (``compile_program`` takes ``n_layers`` and
-    ``d_model`` from them; ``tests/test_fusion.py`` checks that on every compiled model)."""
+    ``d_model`` from them; ``tests/compiler/test_fusion.py`` checks that on every compiled model)."""
     unrolled = program.unrolled()
     for mode in MODES:
         schedule = build_schedule(unrolled, mode)

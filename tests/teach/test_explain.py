@@ -2,7 +2,7 @@
 
 The pages are built from the compiled model only, so the tests check them against the model
 (every slot, every layer, the bounds as the page formats them, MLP units and heads against the
-weights). ``tests/test_course.py`` checks that the committed docs are current.
+weights). ``tests/teach/test_course.py`` checks that the committed docs are current.
 """
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ from verify.check.ops import OP_KINDS, compile_op, measure, measure_compiled
 DTYPES = ("float64", "float32")
 SWEEP_D, SWEEP_SEED = 3, 7
 FLOAT64_FLOOR = 1e-14  # below this a mov's error is rounding, not leak
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 @functools.lru_cache(maxsize=None)

@@ -13,8 +13,8 @@ from matplotlib import image  # noqa: E402
 from construct.algorithms.registry import get_algorithm  # noqa: E402
 from construct.model.assemble import CompiledModel, compile_program  # noqa: E402
 from construct.compiler.config import CompileConfig  # noqa: E402
-from construct.teach.pictures import (attention_pattern, row_labels, run_example,  # noqa: E402
-                                write_pictures)
+from construct.teach.example_picture import attention_pattern, run_example  # noqa: E402
+from construct.teach.pictures import row_labels, write_pictures  # noqa: E402
 
 ALGORITHMS = ("gd", "sherman-morrison")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
