@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from construct.algorithms.family import Family
-from construct.algorithms.parameters import Parameter
+from construct.algorithms.parameters import Parameter, given_or_default
 from construct.language.program import ProgramError
 from construct.model.linear import LinearConstruction
 from construct.targets.linear.block import LSABlock, LSAModel
@@ -237,13 +237,7 @@ class LSAAlgorithm:
 
     def resolve(self, **given: object) -> dict[str, object]:
         """Every parameter's value (floats, lists), the derived ones filled in."""
-        known = {q.name for q in self.parameters}
-        unknown = sorted(k for k, v in given.items() if k not in known and v is not None)
-        if unknown:
-            raise ProgramError(f"{self.name} has no parameter(s) {', '.join(unknown)}; "
-                               f"it takes {', '.join(sorted(known))}")
-        p = {q.name: given.get(q.name) if given.get(q.name) is not None else q.default
-             for q in self.parameters}
+        p = given_or_default(self.name, self.parameters, given)
         d, n, steps = int(p["d"]), int(p["n"]), int(p["steps"])
         if d < 1 or n < 1 or steps < 1:
             raise ProgramError(f"d, n and steps must be >= 1, got {d}, {n}, {steps}")

@@ -47,3 +47,16 @@ def upper_fraction(value: float) -> Fraction:
     """A short fraction no smaller than ``value`` (declared bounds must not undercut)."""
     guess = Fraction(value * (1 + 1e-12)).limit_denominator(10 ** 6)
     return guess if guess >= value else guess + Fraction(1, 10 ** 6)
+
+
+def given_or_default(algorithm: str, parameters: tuple[Parameter, ...],
+                     given: dict[str, object]) -> dict[str, object]:
+    """Every parameter's value, unparsed: the given one, else its default. A given name the
+    algorithm does not take is an error that lists what it takes (None means not given)."""
+    known = {p.name for p in parameters}
+    unknown = sorted(k for k, v in given.items() if k not in known and v is not None)
+    if unknown:
+        raise ProgramError(f"{algorithm} has no parameter(s) {', '.join(unknown)}; "
+                           f"it takes {', '.join(sorted(known))}")
+    return {p.name: given[p.name] if given.get(p.name) is not None else p.default
+            for p in parameters}

@@ -22,7 +22,7 @@ from fractions import Fraction
 from construct.algorithms import learners, theorems
 from construct.algorithms.family import Family
 from construct.algorithms.linear_attention import LSA_ALGORITHMS, LSAAlgorithm
-from construct.algorithms.parameters import Parameter, start_weights
+from construct.algorithms.parameters import Parameter, given_or_default, start_weights
 from construct.compiler.config import CompileConfig
 from construct.language.program import Program, ProgramError, to_fraction
 from construct.model.assemble import CompiledModel, compile_program
@@ -55,13 +55,7 @@ class ProgramAlgorithm:
     def resolve(self, **given: object) -> dict[str, object]:
         """Every parameter's value: given ones parsed (command-line text included) and
         checked, the others defaulted. Coefficients are exact fractions."""
-        known = {p.name for p in self.parameters}
-        unknown = sorted(k for k, v in given.items() if k not in known and v is not None)
-        if unknown:
-            raise ProgramError(f"{self.name} has no parameter(s) {', '.join(unknown)}; "
-                               f"it takes {', '.join(sorted(known))}")
-        values = {p.name: given.get(p.name) if given.get(p.name) is not None else p.default
-                  for p in self.parameters}
+        values = given_or_default(self.name, self.parameters, given)
         for p in self.parameters:
             if p.kind is int:
                 values[p.name] = _integer(p.name, values[p.name])
