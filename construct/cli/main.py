@@ -126,10 +126,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_cmd_compile)
 
     p = sub.add_parser("verify", help="check a checkpoint against the interpreter and closed form",
-                       description="Run random tasks within the declared input bound through the "
-                                   "checkpoint; compare every live slot after every layer with "
-                                   "the interpreter and the prediction with the closed-form "
-                                   "solver; exit 1 when an observed error exceeds its bound.")
+                       description="Check that the weights are a fresh build of the checkpoint's "
+                                   "own description (integrity), then run random tasks within "
+                                   "the declared input bound: every live slot after every layer "
+                                   "against the interpreter, the prediction against the "
+                                   "closed-form solver. Exit 0 PASS; 1 FAIL (changed weights, or "
+                                   "an observed error over its bound); 3 NO GUARANTEE (a bound "
+                                   "is infinite or not smaller than the values it bounds, or "
+                                   "nothing independent of the weights was compared); 2 bad "
+                                   "input.")
     p.add_argument("path", help="checkpoint file")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64")
@@ -142,6 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric-tasks", type=int, default=32,
                    help="tasks for the ILWD probe fits of multi-exemplar learners (default 32)")
     p.add_argument("--json", action="store_true", help="print a JSON report instead of tables")
+    p.add_argument("--no-integrity", action="store_true",
+                   help="skip the integrity check (every weight equal, bit for bit, to a fresh "
+                        "build of the checkpoint's program and constants, or of its named "
+                        "construction); without it a changed weight can hide inside the bounds")
     p.set_defaults(run=_cmd_verify)
 
     p = sub.add_parser("explain", help="program, layout, schedule and error budget as markdown")

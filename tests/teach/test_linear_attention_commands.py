@@ -62,7 +62,10 @@ def test_train_lsa_command(tmp_path, capsys):
                  "-o", path]) == 0
     out = capsys.readouterr().out
     assert "learned G_eff" in out and "result: PASS" in out
-    assert main(["verify", path, "--trials", "64"]) == 0      # block loop on trained weights
+    # Trained weights: the forward matches the block definition, but nothing independent says
+    # what the weights should be, so verify gives no guarantee (exit 3), never a pass.
+    assert main(["verify", path, "--trials", "64"]) == 3
+    assert "result: NO GUARANTEE" in capsys.readouterr().out
 
 
 def test_unknown_lsa_name(capsys):

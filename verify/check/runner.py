@@ -40,7 +40,9 @@ from construct.model.inputs import validate_tokens
 from construct.model.checkpoint import Checkpoint
 from construct.model.transformer import Transformer, decode
 from verify import metrics
+from verify.check.integrity import Integrity, IntegrityResult, compare_weights
 from verify.check.report import format_report
+from verify.check.verdict import Judgement, Verdict, judge_program
 from construct.compiler.propagate import initial_errors, propagated_bounds
 from verify.solvers import checked_prefixes, closed_form_prediction
 from verify.tasks import make_tasks
@@ -80,6 +82,7 @@ class ErrorStat:
         mean_abs = self.sum_abs / max(self.count, 1)
         mean_ref = self.sum_ref / max(self.count, 1)
         return {"check": self.label, "max_abs": self.max_abs, "mean_abs": mean_abs,
+                "max_ref": self.max_ref,
                 "max_rel": self.max_abs / self.max_ref if self.max_ref else 0.0,
                 "mean_rel": mean_abs / mean_ref if mean_ref else 0.0,
                 "bound": self.bound, "ok": self.ok}
@@ -304,11 +307,16 @@ def _device(choice: str) -> torch.device:
 
 
 def main(args: argparse.Namespace, checkpoint: Checkpoint) -> int:
-    """``rawc verify`` on a compiled program's checkpoint (``verify.check.command``)."""
+    """``rawc verify`` on a compiled program's checkpoint (``verify.check.command``): integrity
+    first, then the tasks; the exit code is the verdict's (``verify.check.verdict``)."""
     compiled = compile_program(checkpoint.program(), checkpoint.config())
     if compiled.shape != checkpoint.shape:
-        raise ValueError(f"{args.path}: its weights' shape {checkpoint.shape} does not match "
-                         f"what its program and constants compile to ({compiled.shape})")
+        integrity = IntegrityResult(Integrity.DIFFERS, f"config {checkpoint.shape} is not what "
+                                    f"its program and constants compile to ({compiled.shape})")
+        print(Judgement(Verdict.FAIL, integrity.line()).line())
+        return Verdict.FAIL.exit_code
+    integrity = (IntegrityResult(Integrity.SKIPPED) if args.no_integrity
+                 else compare_weights(compiled.weights, checkpoint.weights))
     if checkpoint.config().dtype != args.dtype:
         print(f"note: {args.path} has constants tuned for {checkpoint.config().dtype}; verifying "
               f"in {args.dtype} (compile with --dtype {args.dtype} for the best {args.dtype} "
@@ -321,5 +329,8 @@ def main(args: argparse.Namespace, checkpoint: Checkpoint) -> int:
                           batch=args.batch, noise=args.noise, scale=args.scale,
                           progress=not args.json and args.trials > args.batch,
                           metric_tasks=args.metric_tasks)
+    judgement = judge_program(report, integrity)
+    report.update(integrity=integrity.line(), verdict=judgement.verdict.name,
+                  verdict_reason=judgement.reason)
     print(json.dumps(report, indent=2) if args.json else format_report(report))
-    return 0 if report["ok"] else 1
+    return judgement.verdict.exit_code

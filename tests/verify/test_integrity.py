@@ -1,0 +1,89 @@
+"""Verification that can fail: changed weights, bounds that say nothing, trained weights.
+
+The tamper sweep that found the checker passing changed weights, in small: a 1e-6 relative
+change of one entry of any tensor is caught by the integrity check; a 10 % change of the
+read-out with the check off is "no guarantee", not a pass, where the bound (41) exceeds the
+predictions; trained linear attention, compared only with its own weights, is "no guarantee".
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from construct.algorithms.registry import get_algorithm
+from construct.cli.main import main as rawc
+from construct.compiler.config import CompileConfig
+from construct.model.checkpoint import load_checkpoint, save_checkpoint
+from construct.model.linear import LinearConstruction
+from verify.check.integrity import Integrity, check_integrity
+from verify.check.verdict import Verdict
+
+
+def compiled_file(tmp_path, name: str, **params) -> str:
+    algorithm = get_algorithm(name)
+    resolved = algorithm.resolve(**params)
+    path = str(tmp_path / f"{name}.safetensors")
+    save_checkpoint(algorithm.construct(resolved, CompileConfig()), path, name, resolved)
+    return path
+
+
+def nudged(value: torch.Tensor) -> torch.Tensor:
+    """One entry changed by 1e-6 of itself (or to 1e-6 where the tensor is all zero)."""
+    out = value.clone().reshape(-1)
+    k = int(out.abs().argmax())
+    out[k] = out[k] * (1 + 1e-6) if out[k] != 0 else 1e-6
+    return out.reshape(value.shape)
+
+
+@pytest.mark.parametrize("name,params", [("gd", {"d": 2}), ("sherman-morrison", {"d": 2}),
+                                         ("lsa-precond-gd", {"d": 2, "Sigma": "1,2"})])
+def test_a_one_entry_change_of_any_tensor_is_caught(tmp_path, name, params):
+    checkpoint = load_checkpoint(compiled_file(tmp_path, name, **params))
+    assert check_integrity(checkpoint).status is Integrity.MATCH
+    for tensor in checkpoint.weights:
+        changed = dict(checkpoint.weights, **{tensor: nudged(checkpoint.weights[tensor])})
+        result = check_integrity(dataclasses.replace(checkpoint, weights=changed))
+        assert result.status is Integrity.DIFFERS and tensor in result.detail
+
+
+def tampered(path: str, tensor: str, factor: float) -> str:
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(path, "pt") as handle:
+        metadata = handle.metadata()
+        weights = {k: handle.get_tensor(k) for k in handle.keys()}
+    weights[tensor] = weights[tensor] * factor
+    out = path.replace(".safetensors", "-tampered.safetensors")
+    save_file(weights, out, metadata=metadata)
+    return out
+
+
+def test_verify_fails_on_a_scaled_query_and_read_out(tmp_path, capsys):
+    path = compiled_file(tmp_path, "gd", d=2)
+    assert rawc(["verify", path, "--trials", "64"]) == Verdict.PASS.exit_code
+    for tensor, factor in (("blocks.0.attn.W_Q", 1.001), ("unembed.W_U", 1.1)):
+        assert rawc(["verify", tampered(path, tensor, factor), "--trials", "64"]) == 1
+        assert "FAIL: integrity" in capsys.readouterr().out
+
+
+def test_a_bound_larger_than_the_predictions_is_no_guarantee(tmp_path, capsys):
+    path = tampered(compiled_file(tmp_path, "ridge", d=2, n=3), "unembed.W_U", 1.1)
+    code = rawc(["verify", path, "--trials", "64", "--no-integrity"])
+    out = capsys.readouterr().out
+    assert code == Verdict.NO_GUARANTEE.exit_code and "says nothing" in out
+    assert "PASS" not in out
+
+
+def test_trained_linear_attention_is_no_guarantee(tmp_path, capsys):
+    algorithm = get_algorithm("lsa-gd")
+    built = algorithm.construct(algorithm.resolve(d=2, n=4))
+    trained = LinearConstruction("trained-lsa", built.model, "# weights from training\n")
+    path = str(tmp_path / "trained.safetensors")
+    save_checkpoint(trained, path, "trained-lsa", {"steps": 10})
+    assert check_integrity(load_checkpoint(path)).status is Integrity.NOT_APPLICABLE
+    assert rawc(["verify", path, "--trials", "16"]) == Verdict.NO_GUARANTEE.exit_code
+    assert "NO GUARANTEE" in capsys.readouterr().out
