@@ -166,7 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "derive each lowering trick it uses with its leading error "
                                    "term. `rawc prove lemmas` derives every trick. Exit 0 when "
                                    "all is proved, 1 with the offending term otherwise.")
-    p.add_argument("name", help="algorithm name (gd, sherman-morrison) or `lemmas`")
+    p.add_argument("name", help="algorithm name (gd, sherman-morrison, sgd, ridge, gd-batch, "
+                                "lsa-gd, lsa-precond-gd) or `lemmas`")
     _add_algorithm_args(p)
     p.add_argument("--listing", action="store_true",
                    help="prove the paper's Appendix A/B listing instead of the builder program")

@@ -31,8 +31,7 @@ The safetensors header metadata (all values strings; JSON where structured):
   reads it back).
 - ``rawc.layout`` (JSON): slot -> residual rows, the fixed rows, ``d_model``.
 - ``rawc.bounds`` (JSON): ``input_bound``, ``constants`` (the ``CompileConfig``), ``ops`` (one
-  error model per op, program order) and, when ``construct.compiler.propagate`` is available,
-  ``predicted`` (dtype -> end-to-end error bound on the prediction).
+  error model per op, program order) and ``predicted`` (dtype -> end-to-end error bound on the prediction).
 
 Non-finite floats inside JSON values are written as the strings ``"Infinity"``,
 ``"-Infinity"``, ``"NaN"`` so every value is strict JSON.

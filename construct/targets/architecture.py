@@ -85,6 +85,10 @@ class ModelShape:
                 known = ", ".join(v.value for v in kind)
                 raise ValueError(f"{field} {value!r} is not one of {known}") from None
 
+        if self.attn_momentum and self.attn_kind is not AttnKind.LINEAR_MOMENTUM:
+            raise ValueError(f"attn_momentum {self.attn_momentum} needs attn_kind "
+                             f"{AttnKind.LINEAR_MOMENTUM.value}, not {self.attn_kind.value}")
+
     @property
     def executed_blocks(self) -> tuple[int, ...]:
         """The stored block each executed layer runs: a loop's blocks repeat ``times`` times."""

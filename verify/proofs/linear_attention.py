@@ -105,9 +105,15 @@ def report(name: str, d: int = 2, n: int = 2, steps: int = 1, eta: str | None = 
     return proof.render(times) + f"\n\n{verdict}{took}\n", proof.proved
 
 
-def main(args: argparse.Namespace) -> int:
-    text, proved = report(args.name, getattr(args, "d", 2) or 2, getattr(args, "n", None) or 2,
-                          getattr(args, "steps", None) or 1, getattr(args, "eta", None),
-                          getattr(args, "w0", None))
+def main(args: argparse.Namespace, params: dict[str, object]) -> int:
+    """``rawc prove lsa-*`` with the parameters the command line gave (checked already by the
+    algorithm's ``resolve``): symbolic at their ``d``, ``n``, ``steps``, ``eta`` and ``w0``."""
+    if args.name not in PROVABLE:
+        raise ValueError(f"no proof for {args.name!r}; provable linear-attention algorithms: "
+                         f"{', '.join(PROVABLE)}")
+    if params.get("momentum"):
+        raise ValueError(f"no proof for {args.name} with momentum (MoAttn); drop --momentum")
+    text, proved = report(args.name, int(params["d"]), int(params["n"]), int(params["steps"]),
+                          getattr(args, "eta", None), getattr(args, "w0", None))
     print(text, end="")
     return 0 if proved else 1

@@ -51,7 +51,7 @@ def main(args: argparse.Namespace) -> int:
         algorithm = get_algorithm(args.name)
         if algorithm.family is Family.LINEAR_ATTENTION:
             from verify.proofs.linear_attention import main as linear_main
-            return linear_main(args)
+            return linear_main(args, algorithm.resolve(**algorithm_params(args)))
         text, proved = report(args.name, algorithm_params(args),
                               listing=args.listing)
     print(text, end="")
