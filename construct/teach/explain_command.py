@@ -15,14 +15,13 @@ import os
 import pathlib
 import sys
 
-import numpy as np
-
 from construct.algorithms.family import Family
 from construct.algorithms.registry import (ProgramAlgorithm, algorithm_params, get_algorithm,
                                            get_program_algorithm)
 from construct.model.assemble import CompiledModel, compile_program
 from construct.compiler.config import CompileConfig
 from construct.teach.explain import SWEEP_DS, SweepRow, explain_markdown, sweep_rows
+from verify.check.integrity import compare_compiled
 
 
 def command_line(args: argparse.Namespace) -> str:
@@ -52,11 +51,11 @@ def resolve_target(args: argparse.Namespace) -> Target:
 
         checkpoint = load_checkpoint(args.target)
         compiled = compile_program(checkpoint.program(), checkpoint.config())
-        if compiled.shape != checkpoint.shape or any(
-                not np.array_equal(value, checkpoint.weights[key].numpy())
-                for key, value in compiled.weights.items()):
+        integrity = compare_compiled(compiled, checkpoint)
+        if integrity.failed:
             raise ValueError(f"{args.target}: its weights differ from a fresh compile of its "
-                             "program and constants, so a page made from them would not fit")
+                             "program and constants, so a page made from them would not fit "
+                             f"({integrity.detail})")
         name = os.path.splitext(os.path.basename(args.target))[0]
         title = f"`{name}` ({checkpoint.algorithm.get('name') or compiled.program.name})"
         return Target(name, title, compiled, dict(checkpoint.algorithm.get("params") or {}), None)

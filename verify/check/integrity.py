@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from construct.algorithms.linear_attention import LSA_ALGORITHMS
-from construct.model.assemble import compile_program
+from construct.model.assemble import CompiledModel, compile_program
 from construct.model.checkpoint import Checkpoint
 
 
@@ -62,14 +62,20 @@ def compare_weights(built: dict[str, np.ndarray], stored: dict[str, torch.Tensor
     return IntegrityResult(Integrity.MATCH, f"{len(names)} tensors, bit for bit")
 
 
+def compare_compiled(compiled: CompiledModel, checkpoint: Checkpoint) -> IntegrityResult:
+    """A compiled program's checkpoint against ``compiled``, the fresh compile of its program
+    and constants (callers that need the compile anyway pass theirs)."""
+    if compiled.shape != checkpoint.shape:
+        return IntegrityResult(Integrity.DIFFERS, f"config {checkpoint.shape} is not what the "
+                               f"program and constants compile to ({compiled.shape})")
+    return compare_weights(compiled.weights, checkpoint.weights)
+
+
 def check_integrity(checkpoint: Checkpoint) -> IntegrityResult:
     """Rebuild ``checkpoint`` from its description and compare (``Integrity`` explains)."""
     if not checkpoint.shape.attn_kind.is_linear:
-        compiled = compile_program(checkpoint.program(), checkpoint.config())
-        if compiled.shape != checkpoint.shape:
-            return IntegrityResult(Integrity.DIFFERS, f"config {checkpoint.shape} is not what "
-                                   f"the program and constants compile to ({compiled.shape})")
-        return compare_weights(compiled.weights, checkpoint.weights)
+        return compare_compiled(compile_program(checkpoint.program(), checkpoint.config()),
+                                checkpoint)
     name = checkpoint.algorithm.get("name")
     if name not in LSA_ALGORITHMS:
         return IntegrityResult(Integrity.NOT_APPLICABLE, f"algorithm {name!r}")

@@ -40,7 +40,7 @@ from construct.model.inputs import validate_tokens
 from construct.model.checkpoint import Checkpoint
 from construct.model.transformer import Transformer, decode
 from verify import metrics
-from verify.check.integrity import Integrity, IntegrityResult, compare_weights
+from verify.check.integrity import Integrity, IntegrityResult, compare_compiled
 from verify.check.report import format_report
 from verify.check.verdict import Judgement, Verdict, judge_program
 from construct.compiler.propagate import initial_errors, propagated_bounds
@@ -310,13 +310,12 @@ def main(args: argparse.Namespace, checkpoint: Checkpoint) -> int:
     """``rawc verify`` on a compiled program's checkpoint (``verify.check.command``): integrity
     first, then the tasks; the exit code is the verdict's (``verify.check.verdict``)."""
     compiled = compile_program(checkpoint.program(), checkpoint.config())
-    if compiled.shape != checkpoint.shape:
-        integrity = IntegrityResult(Integrity.DIFFERS, f"config {checkpoint.shape} is not what "
-                                    f"its program and constants compile to ({compiled.shape})")
+    integrity = compare_compiled(compiled, checkpoint)
+    if compiled.shape != checkpoint.shape:  # the layer-by-layer checks would read wrong rows
         print(Judgement(Verdict.FAIL, integrity.line()).line())
         return Verdict.FAIL.exit_code
-    integrity = (IntegrityResult(Integrity.SKIPPED) if args.no_integrity
-                 else compare_weights(compiled.weights, checkpoint.weights))
+    if args.no_integrity:
+        integrity = IntegrityResult(Integrity.SKIPPED)
     if checkpoint.config().dtype != args.dtype:
         print(f"note: {args.path} has constants tuned for {checkpoint.config().dtype}; verifying "
               f"in {args.dtype} (compile with --dtype {args.dtype} for the best {args.dtype} "
