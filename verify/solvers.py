@@ -79,6 +79,15 @@ def one_step_predictions(xs: torch.Tensor, ys: torch.Tensor, alpha: float, lam: 
     return torch.stack(out, dim=-1)
 
 
+CLOSED_FORMS = ("ridge", "sherman-morrison", "sgd", "gd-batch", "gd")
+
+
+def has_closed_form(algorithm: str) -> bool:
+    """Whether ``predictions`` knows the algorithm (a user's own program has no closed form:
+    it is checked against the interpreter only)."""
+    return algorithm in CLOSED_FORMS
+
+
 def predictions(algorithm: str, params: dict[str, object], tasks: Tasks) -> torch.Tensor:
     """The named algorithm's predictions at every prefix ``[N, n + 1]``."""
     xs, ys = tasks.xs, tasks.ys

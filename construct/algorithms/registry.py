@@ -19,10 +19,11 @@ import inspect
 from collections.abc import Callable
 from fractions import Fraction
 
-from construct.algorithms import learners, theorems
+from construct.algorithms import learners, stability, theorems
 from construct.algorithms.family import Family
 from construct.algorithms.linear_attention import LSA_ALGORITHMS, LSAAlgorithm
 from construct.algorithms.parameters import Parameter, given_or_default, start_weights
+from construct.algorithms.stability import Divergence
 from construct.compiler.config import CompileConfig
 from construct.language.program import Program, ProgramError, to_fraction
 from construct.model.assemble import CompiledModel, compile_program
@@ -51,6 +52,7 @@ class ProgramAlgorithm:
     listing: Callable[..., Program] | None = None
     lam_rule: LamRule = LamRule.ANY
     family: Family = Family.PROGRAM
+    stability: Callable[[dict[str, object], float], Divergence | None] | None = None
 
     def resolve(self, **given: object) -> dict[str, object]:
         """Every parameter's value: given ones parsed (command-line text included) and
@@ -63,9 +65,7 @@ class ProgramAlgorithm:
                 values[p.name] = to_fraction(values[p.name])
         if int(values["d"]) < 1:
             raise ProgramError(f"d must be >= 1, got {values['d']}")
-        if values.get("w0") is None:
-            values.pop("w0", None)
-        else:
+        if "w0" in values:  # recorded even when defaulted: a checkpoint names its start
             values["w0"] = start_weights(int(values["d"]), values["w0"])
         if "lam" in values and not self.lam_rule.admits(values["lam"]):
             raise ProgramError(f"lam must be {self.lam_rule.value} for {self.name}, got "
@@ -89,9 +89,16 @@ class ProgramAlgorithm:
             return self.build(**params, input_bound=input_bound)
         return self.build(**params)
 
+    def divergence(self, params: dict[str, object], input_bound: float) -> Divergence | None:
+        """Whether resolved ``params`` provably diverge on the box ``|x_j| <= input_bound``
+        (``construct.algorithms.stability``; None: they do not, or the algorithm has no
+        repeated step to diverge)."""
+        return None if self.stability is None else self.stability(params, input_bound)
+
     def construct(self, params: dict[str, object], config: CompileConfig,
                   listing: bool = False) -> CompiledModel:
-        return compile_program(self.program(params, config.input_bound, listing), config)
+        compiled = compile_program(self.program(params, config.input_bound, listing), config)
+        return dataclasses.replace(compiled, listing=True) if listing else compiled
 
 
 def _integer(name: str, value: object) -> int:
@@ -132,7 +139,8 @@ PROGRAM_ALGORITHMS: dict[str, ProgramAlgorithm] = {
     "sgd": ProgramAlgorithm(
         "sgd", "one pass of SGD over n exemplars, predicting at every prefix (O(n) depth)",
         _step_parameters(alpha=Fraction(1, 100)),
-        learners.sgd_program, lam_rule=LamRule.NON_NEGATIVE),
+        learners.sgd_program, lam_rule=LamRule.NON_NEGATIVE,
+        stability=stability.sgd_divergence),
     "ridge": ProgramAlgorithm(
         "ridge", "ridge regression at every prefix by n stacked Sherman-Morrison updates "
         "(O(d^2) width, O(n) depth)",

@@ -34,10 +34,17 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_compile(args: argparse.Namespace) -> int:
+    from construct.cli import program_file
     from construct.cli.summary import compile_summary
+    from construct.model.checkpoint import save_checkpoint
     from construct.compiler.config import CompileConfig
     from construct.model.checkpoint import save_checkpoint
 
+    if args.name not in ALGORITHMS:  # a known name wins over a file of that name (./NAME)
+        if program_file.looks_like_file(args.name):
+            return _compile_program_file(args)
+        raise ProgramError(f"unknown algorithm {args.name!r} (known: {', '.join(ALGORITHMS)}; "
+                           "see `rawc list`) and no program file of that name")
     algorithm = get_algorithm(args.name)
     params = algorithm.resolve(**algorithm_params(args))
     overrides = {"input_bound": args.bound, "n_ctx": args.n_ctx, "schedule": args.schedule,
@@ -46,6 +53,25 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     built = algorithm.construct(params, config, listing=args.listing)
     save_checkpoint(built, args.output, algorithm=args.name, params=params)
     for line in compile_summary(args.name, built, params, listing=args.listing):
+        print(line)
+    print(f"  wrote {args.output}")
+    return 0
+
+
+def _compile_program_file(args: argparse.Namespace) -> int:
+    """``rawc compile PROGRAM_FILE``: the program fixes d and its coefficients; of the
+    algorithm flags only --n (exemplars per verification task) applies."""
+    from construct.cli import program_file
+    from construct.cli.summary import compile_summary
+    from construct.model.checkpoint import save_checkpoint
+
+    given = {**algorithm_params(args), "listing": args.listing}
+    program, compiled, record = program_file.compile_file(args.name, args, given)
+    save_checkpoint(compiled, args.output, str(record["name"]), record["params"],
+                    {k: v for k, v in record.items() if k not in ("name", "params")})
+    lines = compile_summary(program.name, compiled, record["params"])  # type: ignore[arg-type]
+    lines[0] = lines[0].replace("(builder program)", f"(program file {args.name})", 1)
+    for line in lines:
         print(line)
     print(f"  wrote {args.output}")
     return 0
@@ -102,11 +128,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="the named algorithms and their parameters")
     p.set_defaults(run=_cmd_list)
 
-    p = sub.add_parser("compile", help="compile a named algorithm to a checkpoint",
-                       description="Compile a named algorithm to a rawc.checkpoint/1 safetensors "
-                                   "file; prints width, depth, parameters and predicted error.")
-    p.add_argument("name", help="algorithm name (see `rawc list`)")
+    p = sub.add_parser("compile", help="compile a named algorithm or a program file to a "
+                                       "checkpoint",
+                       description="Compile a named algorithm, or your own program text (the "
+                                   "native or the paper's notation; README, \"The language\"), "
+                                   "to a rawc.checkpoint/1 safetensors file; prints width, "
+                                   "depth, parameters and predicted error. A program file fixes "
+                                   "d and every coefficient: of the algorithm flags it takes "
+                                   "only --n, the exemplars per verification task (default: its "
+                                   "`repeat N`, else 1).")
+    p.add_argument("name", metavar="NAME|PROGRAM_FILE",
+                   help="algorithm name (see `rawc list`) or a program file (an existing file, "
+                        "or a path with a directory or a suffix; for a file named like an "
+                        "algorithm write ./NAME)")
     _add_algorithm_args(p)
+    p.set_defaults(d=None)  # given or not: a program file refuses --d; algorithms default to 2
     p.add_argument("-o", "--output", required=True, help="checkpoint path to write")
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64",
                    help="dtype the constants are tuned for (default float64)")

@@ -6,10 +6,12 @@ linear-attention construction: its block kind and that it is exact up to roundin
 """
 from __future__ import annotations
 
+import sys
 from fractions import Fraction
 
 import numpy as np
 
+from construct.algorithms.registry import PROGRAM_ALGORITHMS
 from construct.compiler.config import DTYPES
 from construct.compiler.limits import limits
 from construct.compiler.propagate import end_to_end_bound
@@ -19,9 +21,24 @@ from construct.model.linear import LinearConstruction
 
 def compile_summary(name: str, built: CompiledModel | LinearConstruction,
                     params: dict[str, object], listing: bool = False) -> list[str]:
-    if isinstance(built, LinearConstruction):
+    """The summary lines (for stdout). A configuration that provably diverges on the declared
+    input box is warned about here, on stderr, before the summary is printed."""
+    if isinstance(built, LinearConstruction):  # no declared box (construct.algorithms.stability)
         return _linear_summary(name, built, params)
+    for line in divergence_warnings(name, params, built.config.input_bound):
+        print(line, file=sys.stderr)
     return _program_summary(name, built, params, listing)
+
+
+def divergence_warnings(name: str, params: dict[str, object], input_bound: float) -> list[str]:
+    """``warning: ...`` lines for a named algorithm whose resolved ``params`` diverge on the
+    box ``|x_j| <= input_bound`` (``ProgramAlgorithm.divergence``). A program file compiled
+    under an algorithm's name has none of its parameters: nothing to check."""
+    algorithm = PROGRAM_ALGORITHMS.get(name)
+    if algorithm is None or any(p.name not in params for p in algorithm.parameters):
+        return []
+    found = algorithm.divergence(params, input_bound)
+    return [] if found is None else [found.warning()]
 
 
 def _program_summary(name: str, compiled: CompiledModel, params: dict[str, object],

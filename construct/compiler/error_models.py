@@ -68,16 +68,42 @@ from construct.compiler.config import unit_roundoff
 
 
 @dataclasses.dataclass(frozen=True)
+class ScaledPart:
+    """A part of an op's bound that shrinks with the magnitudes the op actually reads.
+
+    With ``s`` the largest ``|value| / bound`` over the op's reads (``ErrorModel.reads``) in
+    one column, the part is at most ``value[dtype] * s**power`` there: Lemma 4's remainder
+    ``1.5 b eps^2 A B`` has ``power`` 4 (its ``u, v`` are at most ``eps s``), the rounding of
+    the GeLU units' outputs ``power`` 1 (outputs ``~ |z| kappa``, ``|z| <= 2 eps s``), a
+    relative error of the product ``power`` 2 (``|a b| <= A B s^2``)."""
+
+    value: dict[str, float]  # dtype -> the part at the declared magnitudes (s = 1)
+    power: int
+
+
+@dataclasses.dataclass(frozen=True)
 class ErrorModel:
-    """Bound on the largest absolute error of one op's destination."""
+    """Bound on the largest absolute error of one op's destination.
+
+    ``approx + rounding[dtype]`` holds for any inputs inside the declared magnitudes. The
+    parts in ``scaled`` (included in that total) shrink with the magnitudes a task actually
+    has (``at_magnitude``); the a-posteriori bound uses them."""
 
     op_index: int
     mechanism: str
     approx: float
     rounding: dict[str, float]  # dtype -> rounding term
+    reads: tuple[tuple[str, float], ...] = ()  # slot, declared magnitude bound
+    scaled: tuple[ScaledPart, ...] = ()
 
     def total(self, dtype: str) -> float:
         return self.approx + self.rounding[dtype]
+
+    def at_magnitude(self, dtype: str, scale):
+        """The bound where the reads are at most ``scale`` times their declared bounds
+        (``scale`` a float or a tensor of per-column scales)."""
+        fixed = self.total(dtype) - sum(part.value[dtype] for part in self.scaled)
+        return fixed + sum(part.value[dtype] * scale ** part.power for part in self.scaled)
 
     def to_json(self) -> dict[str, object]:
         return {"op": self.op_index, "mechanism": self.mechanism, "approx": self.approx,

@@ -13,7 +13,7 @@ how much column ``t`` reads of column ``j``), so the same formula covers every r
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 from typing import Any
 
@@ -107,6 +107,16 @@ class Trace:
         return out[..., self.program.first_x_column::2]
 
 
+@dataclasses.dataclass(frozen=True)
+class Step:
+    """The state right after op ``index`` (``-1``: the embedded input) and, for a ``div``, the
+    smallest ``|divisor|`` it met."""
+
+    index: int
+    state: dict[str, Array]
+    min_divisor: float | None
+
+
 def initial_state(program: Program, tokens: Array) -> dict[str, Array]:
     """Embed tokens ``[..., T, d + 1]``: row 0 is the label, rows 1..d the features.
 
@@ -152,12 +162,31 @@ def apply_op(op: Op, state: dict[str, Array], kinds: tuple[str, ...]) -> Array:
     raise TypeError(f"unknown operation {op!r}")
 
 
+def steps(program: Program, tokens: Array) -> Iterator[Step]:
+    """Run every op in order (a loop unrolled), yielding the state after each, holding no
+    earlier state: ``Step(-1, embedded input)``, then ``Step(i, state after op i)``. A long
+    verification keeps only the versions it still needs; ``run`` keeps them all."""
+    program = program.unrolled()
+    kinds = program.column_kinds(tokens.shape[-2])
+    state = initial_state(program, tokens)
+    yield Step(-1, state, None)
+    for index, op in enumerate(program.ops):
+        before = state
+        state = dict(state)
+        state[op.dst] = apply_op(op, state, kinds)
+        yield Step(index, state, _smallest_divisor(op, before))
+
+
 def run(program: Program, tokens: Array,
         normalize: Callable[[Array], Array] | None = None) -> Trace:
     """Run every op in order (a loop unrolled) and keep the state after each.
 
     ``normalize`` rewrites each result before the next op reads it (exact symbolic runs keep
     their rational functions in lowest terms this way, so deep programs stay small)."""
+    if normalize is None:
+        trace = list(steps(program, tokens))
+        return Trace(program.unrolled(), tuple(step.state for step in trace),
+                     tuple(step.min_divisor for step in trace[1:]))
     program = program.unrolled()
     kinds = program.column_kinds(tokens.shape[-2])
     state = initial_state(program, tokens)
@@ -165,9 +194,7 @@ def run(program: Program, tokens: Array,
     min_divisors: list[float | None] = []
     for op in program.ops:
         state = dict(state)
-        state[op.dst] = apply_op(op, state, kinds)
-        if normalize is not None:
-            state[op.dst] = normalize(state[op.dst])
+        state[op.dst] = normalize(apply_op(op, state, kinds))
         states.append(state)
         min_divisors.append(_smallest_divisor(op, states[-2]))
     return Trace(program, tuple(states), tuple(min_divisors))

@@ -30,7 +30,9 @@ from construct.compiler.schedule import Schedule, build_schedule
 @dataclasses.dataclass(frozen=True)
 class CompiledModel:
     """Every pass output beside the weights. ``program`` is what was compiled (its loop
-    unrolled: op indices count every iteration); ``source`` is the program as written."""
+    unrolled: op indices count every iteration); ``source`` is the program as written;
+    ``listing``: it is a named algorithm's paper listing (``rawc compile --listing``), which
+    the checkpoint records because nothing else in it says so."""
 
     program: Program
     config: CompileConfig
@@ -41,6 +43,7 @@ class CompiledModel:
     shape: ModelShape
     weights: dict[str, np.ndarray]
     source: Program | None = None
+    listing: bool = False
 
     @property
     def source_program(self) -> Program:
@@ -63,6 +66,13 @@ class CompiledModel:
         return {"input_bound": self.config.input_bound, "constants": self.config.to_dict(),
                 "ops": [model.to_json() for model in self.errors],
                 "predicted": {dtype: float(end_to_end_bound(self, dtype)) for dtype in DTYPES}}
+
+    def compile_json(self) -> dict[str, object]:
+        """The compile choices besides the algorithm's parameters that shaped the weights
+        (``rawc.algorithm["compile"]``): all of them are in ``config`` but ``listing``."""
+        c = self.config
+        return {"form": c.form, "schedule": c.schedule, "listing": self.listing,
+                "constants_dtype": c.dtype, "input_bound": c.input_bound, "n_ctx": c.n_ctx}
 
     @property
     def n_params(self) -> int:

@@ -26,7 +26,14 @@ The safetensors header metadata (all values strings; JSON where structured):
   ``n_layers`` blocks are stored and blocks ``first .. first + layers - 1`` run ``times`` times
   in a row (a weight-shared stage), so the model executes ``n_layers + (times - 1) * layers``
   layers.
-- ``rawc.algorithm`` (JSON): ``{"name": ..., "params": {...}}``, fractions as ``"1/10"``.
+- ``rawc.algorithm`` (JSON): ``{"name": ..., "params": {...}, "compile": {...}}``, fractions
+  as ``"1/10"``. ``params`` holds every effective parameter, defaults included (``w0`` too),
+  in the form the algorithm's ``resolve`` reads back, so the file alone says what it computes.
+  ``compile`` holds the other choices that shaped the weights: for a compiled program
+  ``form``, ``schedule``, ``listing``, ``constants_dtype`` (the dtype the constants were tuned
+  for), ``input_bound`` and ``n_ctx``; empty for linear-attention blocks, which are written
+  down exactly. Files written before ``compile`` existed lack it (their ``rawc.bounds``
+  constants hold the same choices) and may lack a defaulted ``w0``: readers take the defaults.
 - ``rawc.program``: the op program as text (``Program.text()``; ``parser.parse_program``
   reads it back).
 - ``rawc.layout`` (JSON): slot -> residual rows, the fixed rows, ``d_model``.
@@ -58,6 +65,7 @@ from safetensors.torch import save_file
 import construct
 from construct.compiler.config import CompileConfig
 from construct.language.program import Program
+from construct.model.assemble import CompiledModel
 from construct.model.checkpoint_format import (SCHEMA, CheckpointError, check_tensors, dumps,
                                                shape_from_config)
 from construct.model.transformer import Transformer
@@ -86,14 +94,21 @@ class Checkpointable(Protocol):
     def bounds_json(self) -> dict[str, object]: ...
 
 
+def compile_choices(model: Checkpointable) -> dict[str, object]:
+    """``rawc.algorithm["compile"]``: what besides the parameters shaped ``model``'s weights
+    (``CompiledModel.compile_json``); nothing for linear-attention blocks (no constants)."""
+    return model.compile_json() if isinstance(model, CompiledModel) else {}
+
+
 def build_metadata(model: Checkpointable, algorithm: str,
                    params: dict[str, object] | None = None) -> dict[str, str]:
     """The safetensors metadata (every value a string) for ``model``."""
+    record = {"name": algorithm, "params": params or {}, "compile": compile_choices(model)}
     return {
         "format": "pt",
         "rawc.schema": SCHEMA,
         "rawc.config": dumps(model.shape.to_json()),
-        "rawc.algorithm": dumps({"name": algorithm, "params": params or {}}),
+        "rawc.algorithm": dumps(record),
         "rawc.program": model.program_text(),
         "rawc.layout": dumps(model.layout_json()),
         "rawc.bounds": dumps(model.bounds_json()),
@@ -116,12 +131,14 @@ def _as_float64(name: str, value: object) -> torch.Tensor:
 
 def save_checkpoint(model: Checkpointable, path: str | os.PathLike[str],
                     algorithm: str | None = None,
-                    params: dict[str, object] | None = None) -> None:
+                    params: dict[str, object] | None = None,
+                    record: dict[str, object] | None = None) -> None:
     """Write ``model`` to ``path`` as a ``rawc.checkpoint/1`` safetensors file.
 
     Nothing is written unless everything succeeds: the file goes to a temporary name in the
     target directory and is renamed over ``path`` at the end. The directory must exist.
-    ``algorithm`` defaults to the program's name.
+    ``algorithm`` defaults to the program's name; ``record``'s keys are added to
+    ``rawc.algorithm`` (a program file's ``source`` and ``file``).
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
@@ -131,7 +148,10 @@ def save_checkpoint(model: Checkpointable, path: str | os.PathLike[str],
         raise CheckpointError(f"cannot write {path}: it is a directory")
     tensors = {name: _as_float64(name, value) for name, value in model.weights.items()}
     check_tensors(model.shape, tensors, f"cannot save {path}")
-    write_atomically(tensors, path, build_metadata(model, algorithm or model.name, params))
+    metadata = build_metadata(model, algorithm or model.name, params)
+    if record:
+        metadata["rawc.algorithm"] = dumps({**json.loads(metadata["rawc.algorithm"]), **record})
+    write_atomically(tensors, path, metadata)
 
 
 def write_atomically(tensors: dict[str, torch.Tensor], path: str,
@@ -168,7 +188,8 @@ class Checkpoint:
 
     @property
     def algorithm(self) -> dict[str, object]:
-        """``{"name": ..., "params": {...}}`` as saved (fractions are strings)."""
+        """``{"name": ..., "params": {...}, "compile": {...}}`` as saved (fractions are
+        strings; ``compile`` absent in older files)."""
         return self.metadata["rawc.algorithm"]  # type: ignore[return-value]
 
     @property

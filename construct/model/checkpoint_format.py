@@ -26,6 +26,11 @@ _BOOL_FIELDS = ("ln1", "ln2")
 _FLOAT_FIELDS = ("ln_eps", "attn_scale")
 
 
+PROGRAM_FILE_SOURCE = "program-file"
+"""``rawc.algorithm["source"]`` of a user's own program (absent for a named algorithm): no
+closed form exists, so ``rawc verify`` holds the model to the interpreter alone."""
+
+
 class CheckpointError(ValueError):
     """A checkpoint that cannot be written or read; the message names the problem."""
 

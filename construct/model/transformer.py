@@ -14,12 +14,14 @@ sees the exemplars: all positions but the last).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 
 import numpy as np
 import torch
 from torch import nn
 
 from construct.model.inputs import validate_tokens
+from construct.model.sparse_block import BlockPlan
 from construct.targets.architecture import Activation, AttnKind, AttnMask, InputFormat, ModelShape
 
 ACTIVATIONS = {
@@ -51,6 +53,18 @@ class ForwardCache:
     def prediction(self) -> torch.Tensor:
         """The read-out at the last position (the query, in both input formats)."""
         return self.output[..., -1, 0]
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerStep:
+    """One executed layer: the residual before it, its attention half's write (with
+    ``b_O``), the residual after the attention half and after the MLP half."""
+
+    layer: int
+    start: torch.Tensor
+    heads: torch.Tensor
+    middle: torch.Tensor
+    end: torch.Tensor
 
 
 def attention_mask(kind: AttnMask, n_tokens: int, device: torch.device) -> torch.Tensor:
@@ -88,6 +102,7 @@ class Transformer(nn.Module):
                                 else value).to(dtype=dtype, device=device),
                 requires_grad=False)
             for name, value in weights.items()})
+        self._plans: dict[int, BlockPlan] = {}
 
     def weight(self, name: str) -> torch.Tensor:
         return self.params[name.replace(".", "__")]
@@ -97,14 +112,18 @@ class Transformer(nn.Module):
                                               self.weight(name + ".w"), self.weight(name + ".b"),
                                               eps=self.shape.ln_eps)
 
+    def plan(self, layer: int) -> BlockPlan:
+        """Block ``layer``'s weights cut to the entries that can contribute
+        (``construct.model.sparse_block``; built once, the weights are frozen)."""
+        if layer not in self._plans:
+            self._plans[layer] = BlockPlan.of_block(self.weight, f"blocks.{layer}.",
+                                                    self.shape.has_mlp)
+        return self._plans[layer]
+
     def attention_scores(self, resid: torch.Tensor, layer: int) -> torch.Tensor:
         """``q_t · k_j / attn_scale`` of every head, ``[..., n_heads, T, T]``, before the mask."""
-        p = f"blocks.{layer}.attn."
-        q = torch.einsum("...td,hde->...hte", resid, self.weight(p + "W_Q"))
-        k = torch.einsum("...td,hde->...hte", resid, self.weight(p + "W_K"))
-        q = q + self.weight(p + "b_Q")[:, None, :]
-        k = k + self.weight(p + "b_K")[:, None, :]
-        return (q @ k.transpose(-1, -2)) / self.shape.attn_scale
+        scores = [head.scores(resid) for head in self.plan(layer).heads]
+        return torch.stack(scores, dim=-3) / self.shape.attn_scale
 
     @torch.no_grad()
     def attention_pattern(self, resid: torch.Tensor, layer: int) -> torch.Tensor:
@@ -120,25 +139,41 @@ class Transformer(nn.Module):
                          ) -> torch.Tensor:
         """Heads summed through ``W_O``, without ``b_O`` (``momentum=False``: without MoAttn's
         average even in a momentum model)."""
-        p = f"blocks.{layer}.attn."
-        v = torch.einsum("...td,hde->...hte", resid, self.weight(p + "W_V"))
-        v = v + self.weight(p + "b_V")[:, None, :]
-        z = self.attention_pattern(resid, layer) @ v
+        plan = self.plan(layer)
+        pattern = self.attention_pattern(resid, layer)
+        values = plan.values(resid)
+        z = [pattern[..., h, :, :] @ v for h, v in enumerate(values)]
         if momentum and self.shape.attn_kind is AttnKind.LINEAR_MOMENTUM:
-            z = z + momentum_matrix(resid.shape[-2], self.shape.attn_momentum, resid.dtype,
-                                    resid.device) @ v
-        return torch.einsum("...hte,hed->...td", z, self.weight(p + "W_O"))
+            average = momentum_matrix(resid.shape[-2], self.shape.attn_momentum, resid.dtype,
+                                      resid.device)
+            z = [zh + average @ v for zh, v in zip(z, values)]
+        return plan.write_heads(tuple(z), resid)
 
     def mlp_output(self, resid: torch.Tensor, layer: int) -> torch.Tensor:
         """``act(LN2?(resid) W_in + b_in) W_out``, without ``b_out``."""
         p = f"blocks.{layer}."
         normed = self._layer_norm(resid, p + "ln2") if self.shape.ln2 else resid
-        hidden = ACTIVATIONS[self.shape.act_fn](normed @ self.weight(p + "mlp.W_in")
-                                                + self.weight(p + "mlp.b_in"))
-        return hidden @ self.weight(p + "mlp.W_out")
+        return self.plan(layer).mlp(normed, ACTIVATIONS[self.shape.act_fn], resid)
 
     @torch.no_grad()
-    def forward(self, tokens: torch.Tensor) -> ForwardCache:
+    def steps(self, tokens: torch.Tensor) -> Iterator[LayerStep]:
+        """Run the blocks one at a time, keeping nothing: each executed layer's residual
+        before it, after its attention half and after its MLP half (``forward`` keeps them
+        all; a long verification streams them)."""
+        shape = self.shape
+        resid = self.embed(tokens)
+        for index, l in enumerate(shape.executed_blocks):  # a shared loop runs its blocks again
+            p = f"blocks.{l}."
+            start = resid
+            read = self._layer_norm(resid, p + "ln1") if shape.ln1 else resid
+            heads = self.attention_output(read, l) + self.weight(p + "attn.b_O")
+            middle = resid = resid + heads
+            if shape.has_mlp:
+                resid = resid + self.mlp_output(resid, l) + self.weight(p + "mlp.b_out")
+            yield LayerStep(index, start, heads, middle, resid)
+
+    def embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``X W_E + W_pos[:T]``, after checking the tokens fit the model."""
         shape = self.shape
         if self.input_bound is not None and shape.input_format is InputFormat.INTERLEAVED_XY:
             validate_tokens(tokens, shape.d_in - 1, self.input_bound, shape.n_ctx,
@@ -146,20 +181,31 @@ class Transformer(nn.Module):
         n_tokens = tokens.shape[-2]
         if n_tokens > shape.n_ctx:
             raise ValueError(f"sequence of {n_tokens} tokens is longer than n_ctx = {shape.n_ctx}")
-        resid = tokens @ self.weight("embed.W_E") + self.weight("pos_embed.W_pos")[:n_tokens]
-        residuals, attention = [resid], []
-        for l in shape.executed_blocks:  # a weight-shared loop runs its blocks again
-            p = f"blocks.{l}."
-            read = self._layer_norm(resid, p + "ln1") if shape.ln1 else resid
-            heads = self.attention_output(read, l)
-            resid = resid + heads + self.weight(p + "attn.b_O")
-            attention.append(heads + self.weight(p + "attn.b_O"))
-            residuals.append(resid)
-            if shape.has_mlp:
-                resid = resid + self.mlp_output(resid, l) + self.weight(p + "mlp.b_out")
-            residuals.append(resid)
-        output = resid @ self.weight("unembed.W_U") + self.weight("unembed.b_U")
-        return ForwardCache(tuple(residuals), tuple(attention), output)
+        return tokens @ self.weight("embed.W_E") + self.weight("pos_embed.W_pos")[:n_tokens]
+
+    def read_out(self, resid: torch.Tensor) -> torch.Tensor:
+        return resid @ self.weight("unembed.W_U") + self.weight("unembed.b_U")
+
+    @torch.no_grad()
+    def outputs(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The read-out ``[..., T, d_out]`` alone, holding one residual at a time."""
+        resid = None
+        for step in self.steps(tokens):
+            resid = step.end
+        return self.read_out(self.embed(tokens) if resid is None else resid)
+
+    @torch.no_grad()
+    def forward(self, tokens: torch.Tensor) -> ForwardCache:
+        residuals, attention = [], []
+        for step in self.steps(tokens):
+            if not residuals:
+                residuals.append(step.start)
+            attention.append(step.heads)
+            residuals.extend((step.middle, step.end))
+        if not residuals:  # zero layers
+            residuals.append(self.embed(tokens))
+        resid = residuals[-1]
+        return ForwardCache(tuple(residuals), tuple(attention), self.read_out(resid))
 
 
 def decode(resid: torch.Tensor, rows: range) -> torch.Tensor:

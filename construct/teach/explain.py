@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from construct.algorithms.parameters import default_w0
 from construct.algorithms.registry import ProgramAlgorithm
 from construct.model.assemble import CompiledModel, compile_program
 from construct.compiler.config import CompileConfig, unit_roundoff
@@ -20,7 +21,7 @@ from construct.compiler.layout import FOREVER
 from construct.compiler.limits import limits
 from construct.targets.paper.attention import mlp_clears_in_attention
 from construct.language.printer import op_text
-from construct.language.program import Aff, Div, Mov, Mul, Op, Program
+from construct.language.program import Aff, Div, Mov, Mul, Op, Program, to_fraction
 from construct.compiler.propagate import end_to_end_bound, propagated_bounds
 
 DTYPES = ("float64", "float32")
@@ -306,10 +307,20 @@ def sweep_rows(algorithm: ProgramAlgorithm, params: dict[str, object],
     return out
 
 
+def _sweep_start(params: dict[str, object]) -> str:
+    """What ``w0`` the sweep uses: ``resolve`` always fills ``w0`` in (the default start
+    included), so only one that differs from the default is the user's, kept at its own ``d``."""
+    w0 = params.get("w0")
+    if not isinstance(w0, (list, tuple)):
+        return ""
+    if [to_fraction(v) for v in w0] == default_w0(len(w0)):
+        return " (`w0` the default start `(-1)^k / (k+1)` at every `d`)"
+    return " (the given `w0` only at its own `d`; the default start elsewhere)"
+
+
 def _section_sweep(name: str, params: dict[str, object], sweep: Sequence[SweepRow]) -> list[str]:
     paper = _known(PAPER, name)
-    w0 = (" (a given `w0` only at its own `d`; the default start elsewhere)"
-          if isinstance(params.get("w0"), (list, tuple)) else "")
+    w0 = _sweep_start(params)
     rows = [(d, m.shape.d_model, m.shape.d_model - len(m.layout.fixed),
              paper[3](d) if paper else "—", m.shape.n_layers,
              f"{m.shape.n_heads} × {m.shape.d_head}", m.shape.d_mlp, m.n_params,

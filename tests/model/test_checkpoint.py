@@ -117,7 +117,10 @@ def test_fraction_params_are_strings(tmp_path):
     save_checkpoint(compiled, path, algorithm="gd", params=params)
     ck = load_checkpoint(path)
     assert ck.algorithm == {"name": "gd",
-                            "params": {"d": 2, "alpha": "1/10", "w0": ["1/2", "-1"]}}
+                            "params": {"d": 2, "alpha": "1/10", "w0": ["1/2", "-1"]},
+                            "compile": {"form": "stacked", "schedule": "packed",
+                                        "listing": False, "constants_dtype": "float64",
+                                        "input_bound": 4.0, "n_ctx": 256}}
 
 
 # ---------------------------------------------------------------- a reader from DESIGN.md

@@ -70,12 +70,34 @@ def test_verify_fails_on_a_scaled_query_and_read_out(tmp_path, capsys):
         assert "FAIL: integrity" in capsys.readouterr().out
 
 
-def test_a_bound_larger_than_the_predictions_is_no_guarantee(tmp_path, capsys):
+def test_a_vacuous_a_priori_bound_is_no_guarantee(tmp_path, capsys):
+    """ridge d=2 n=3: the a-priori bound over the box (about 41) exceeds the predictions."""
+    path = compiled_file(tmp_path, "ridge", d=2, n=3)
+    code = rawc(["verify", path, "--trials", "64"])
+    out = capsys.readouterr().out
+    assert code == Verdict.NO_GUARANTEE.exit_code and "a-priori" in out
+    assert "PASS" not in out
+
+
+def test_the_a_posteriori_bound_catches_what_the_vacuous_a_priori_bound_cannot(tmp_path,
+                                                                               capsys):
+    """W_U scaled by 1.1 (every prediction 10 % off) with integrity off: the a-priori bound
+    (41) covers it, each task's a-posteriori bound (about 1e-6) does not."""
     path = tampered(compiled_file(tmp_path, "ridge", d=2, n=3), "unembed.W_U", 1.1)
     code = rawc(["verify", path, "--trials", "64", "--no-integrity"])
     out = capsys.readouterr().out
-    assert code == Verdict.NO_GUARANTEE.exit_code and "says nothing" in out
-    assert "PASS" not in out
+    assert code == Verdict.FAIL.exit_code
+    assert "PASS" not in out and "FAIL" in out
+
+
+def test_an_uninformative_bound_is_no_guarantee(tmp_path, capsys):
+    """gd with --bound 1e6: every bound is finite, the a-priori one is not below 1 % of the
+    output's magnitude bound."""
+    path = str(tmp_path / "wide.safetensors")
+    assert rawc(["compile", "gd", "--bound", "1e6", "-o", path]) == 0
+    code = rawc(["verify", path, "--trials", "64"])
+    out = capsys.readouterr().out
+    assert code == Verdict.NO_GUARANTEE.exit_code and "informative" in out
 
 
 def test_trained_linear_attention_is_no_guarantee(tmp_path, capsys):

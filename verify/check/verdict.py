@@ -4,10 +4,11 @@ A pass rests on finite, informative bounds and on weights that are what the chec
 they are. The order of the rules:
 
 1. the weights differ from a fresh build of the checkpoint's description -> FAIL;
-2. an observed error exceeds its bound, or the nearest reference learner is not the
-   algorithm -> FAIL;
-3. a bound is infinite, or the end-to-end bound is not smaller than the values it bounds (a
-   relative bound >= 1 says nothing about the prediction), or nothing independent of the
+2. an observed error exceeds its bound (an a-priori one, an op's own, or a task's
+   a-posteriori bound), or the nearest reference learner is not the algorithm -> FAIL;
+3. a bound is infinite, or an end-to-end bound is not *informative*: the a-priori bound must
+   be below ``INFORMATIVE`` (1 %) of the output's declared magnitude bound, and every task's
+   a-posteriori bound below 1 % of the largest exact output; or nothing independent of the
    weights was compared (trained weights: no description, no closed form) -> NO GUARANTEE;
 4. otherwise PASS.
 """
@@ -43,29 +44,46 @@ class Judgement:
         return f"result: {self.verdict.word}: {self.reason}"
 
 
+INFORMATIVE = 0.01
+
+
 def judge_program(report: dict[str, object], integrity: IntegrityResult) -> Judgement:
     """The verdict on a compiled program's report (``verify.check.runner``)."""
-    rows = report["rows"]
+    rows, posterior, prior = report["rows"], report["a_posteriori"], report["a_priori"]
     if integrity.failed:
         return Judgement(Verdict.FAIL, integrity.line())
     if not all(r["ok"] for r in rows):
         return Judgement(Verdict.FAIL, "an observed error exceeds its bound")
+    if not posterior["ok"]:
+        return Judgement(Verdict.FAIL, f"a task's error exceeds its a-posteriori bound "
+                         f"({posterior['worst_ratio']:.3g} times the bound)")
     if not report["ok"]:
         return Judgement(Verdict.FAIL, "the nearest reference learner is not the compiled "
                                        "algorithm")
+    on_tasks = (f"on the {report['trials']} tasks every error is within its a-posteriori bound "
+                f"(largest {posterior['max_bound']:.3g}, {posterior['tightness']:.3g} times the "
+                "largest error)")
     unbounded = sum(not math.isfinite(r["bound"]) for r in rows)
     if unbounded:
-        return Judgement(Verdict.NO_GUARANTEE, f"{unbounded} checks have no finite bound (an "
-                         "earlier error may reach a divisor's declared minimum, or first-order "
-                         "intervals compound through a deep recursion)")
-    end = next(r for r in rows if r["check"] == "end-to-end: compiled vs closed form")
-    if end["bound"] >= end["max_ref"]:
-        return Judgement(Verdict.NO_GUARANTEE, f"the end-to-end bound {end['bound']:.3g} is not "
-                         f"smaller than the predictions it bounds (|prediction| <= "
-                         f"{end['max_ref']:.3g}): it says nothing")
+        return Judgement(Verdict.NO_GUARANTEE, f"{unbounded} checks have no finite a-priori "
+                         "bound over the declared input box (an earlier error may reach a "
+                         "divisor's declared minimum, or first-order intervals compound through "
+                         f"a deep recursion); {on_tasks}")
+    relative_prior = prior["bound"] / prior["output_bound"] if prior["output_bound"] else math.inf
+    if relative_prior >= INFORMATIVE:
+        return Judgement(Verdict.NO_GUARANTEE, f"the a-priori end-to-end bound "
+                         f"{prior['bound']:.3g} is {relative_prior:.3g} of the output's magnitude "
+                         f"bound {prior['output_bound']:.3g} (informative: below "
+                         f"{INFORMATIVE:g}); {on_tasks}")
+    if posterior["max_relative_bound"] >= INFORMATIVE:
+        return Judgement(Verdict.NO_GUARANTEE, f"an a-posteriori bound reaches "
+                         f"{posterior['max_relative_bound']:.3g} of the largest exact output "
+                         f"(informative: below {INFORMATIVE:g})")
     note = "" if integrity.status is Integrity.MATCH else f" ({integrity.line()})"
-    return Judgement(Verdict.PASS, "every observed error is within its finite bound "
-                     f"(end-to-end relative bound {end['bound'] / end['max_ref']:.3g}){note}")
+    return Judgement(Verdict.PASS, "every observed error is within its finite bound: a priori "
+                     f"{relative_prior:.3g} of the output bound, a posteriori at most "
+                     f"{posterior['max_bound']:.3g} ({posterior['tightness']:.3g} times the "
+                     f"largest error){note}")
 
 
 def judge_linear(report: dict[str, object], integrity: IntegrityResult) -> Judgement:

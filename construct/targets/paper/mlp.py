@@ -29,7 +29,7 @@ import numpy as np
 from construct.compiler import error_models as errors
 from construct.targets.paper.layer_norm import LayerNormUse
 from construct.compiler.analysis import Bounds
-from construct.compiler.config import CompileConfig
+from construct.compiler.config import DTYPES, CompileConfig
 from construct.compiler.layout import Layout
 from construct.compiler.fusion import LinearForm
 from construct.language.program import Div, Mul, Program
@@ -143,14 +143,23 @@ def lower_mlp(program: Program, schedule: Schedule, layer_index: int,
                                (op.a, op.b, op.c), eps_l * read_scale, eps_r * read_scale,
                                math.sqrt(math.pi / 2) / (eps_l * eps_r))
             product = op.b * left_bound * right_bound
-            approx = (errors.gelu_product_error(op.b, left_bound, right_bound, config.mul_scale)
-                      + product * (2 * ln_rel + ln_rel ** 2))
-            rounding = (errors.gelu_product_rounding(op.b, left_bound, right_bound,
-                                                     config.mul_scale)
-                        + (d_model + 8) * 2 * product * uses_ln)
+            remainder = errors.gelu_product_error(op.b, left_bound, right_bound,
+                                                  config.mul_scale)
+            relative = product * (2 * ln_rel + ln_rel ** 2)
+            unit_rounding = errors.gelu_product_rounding(op.b, left_bound, right_bound,
+                                                         config.mul_scale)
+            approx = remainder + relative
+            rounding = unit_rounding + (d_model + 8) * 2 * product * uses_ln
+            reads = ((op.left, left_bound), (op.right, right_bound))
+            scaled = (errors.ScaledPart({dtype: remainder for dtype in DTYPES}, 4),
+                      errors.ScaledPart({dtype: relative for dtype in DTYPES}, 2),
+                      errors.ScaledPart(errors.per_dtype(unit_rounding), 1))
             shift = (errors.layernorm_shift_rounding(op.b, left_bound, right_bound,
                                                      config.mul_scale, mean_count)
                      if uses_ln else errors.per_dtype(0.0))
+            # LayerNorm's mean-shift rounding is kappa times input errors 4u(|a| + |mu|):
+            # at most linear in the magnitudes read (s <= 1 by the analysis bounds).
+            scaled += (errors.ScaledPart(dict(shift), 1),)
             mechanism = "GeLU product" + (" through fixed-scale LayerNorm" if uses_ln else "")
         elif isinstance(op, Div):
             gain = float(op.min_abs) / (before[op.num] or 1.0)
@@ -185,7 +194,8 @@ def lower_mlp(program: Program, schedule: Schedule, layer_index: int,
             shift = {dtype: shift[dtype] + removal[dtype] for dtype in shift}
         models.append(errors.ErrorModel(
             i, mechanism, approx,
-            {dtype: value + shift[dtype] for dtype, value in errors.per_dtype(rounding).items()}))
+            {dtype: value + shift[dtype] for dtype, value in errors.per_dtype(rounding).items()},
+            *((reads, scaled) if isinstance(op, Mul) else ())))
     if not units.inputs:
         return MLPHalf(np.zeros((d_model, 0)), np.zeros((0, d_model)), tuple(models))
     return MLPHalf(np.stack(units.inputs, axis=1), np.stack(units.outputs, axis=0),

@@ -1,0 +1,56 @@
+"""SPD, MSPD and ILWD of a compiled in-context learner against the reference learners.
+
+SPD is accumulated over every verification task (``spd_sums``); ILWD fits each learner's
+implicit weights on ``d + 4`` probe queries after every prefix (``verify.metrics``). The
+probe sequences of one prefix go through the model in chunks of at most ``CHUNK`` sequences,
+each forward holding one residual at a time (``Transformer.outputs``), so memory does not
+grow with the number of probes, prefixes or layers.
+"""
+from __future__ import annotations
+
+import torch
+
+from construct.compiler.config import torch_dtype
+from construct.model.assemble import CompiledModel
+from construct.model.transformer import Transformer
+from verify import metrics
+from verify.tasks import make_tasks
+
+CHUNK = 512
+
+
+def agreement(compiled: CompiledModel, model: Transformer, algorithm: str,
+              references: list, spd_by_reference: dict[str, torch.Tensor], dtype: str,
+              device: torch.device, seed: int, n_tasks: int) -> dict[str, object]:
+    """SPD (all trials), MSPD and ILWD with R^2 (``n_tasks`` tasks, ``d + 4`` probes) of the
+    compiled model against every reference learner, per prefix, divided by d."""
+    program, config = compiled.program, compiled.config
+    d, n_examples = program.d, next(iter(spd_by_reference.values())).shape[0] - 1
+    tasks = make_tasks(d, n_tasks, config.input_bound, seed + 10 ** 6, n_examples=n_examples,
+                       device=device)
+    probes = make_tasks(d, n_tasks * (d + 4), config.input_bound, seed + 2 * 10 ** 6,
+                        device=device).x.reshape(n_tasks, d + 4, d)
+
+    def predict_at_end(tokens: torch.Tensor) -> torch.Tensor:
+        tokens = tokens.to(torch_dtype(dtype))
+        return torch.cat([model.outputs(chunk)[:, -1, 0] for chunk in tokens.split(CHUNK)])
+
+    ilwd = {r.name: [] for r in references}
+    r2 = []
+    for k in range(n_examples + 1):
+        weights, fit = metrics.implicit_weights(predict_at_end, tasks.xs, tasks.ys, k, probes,
+                                                program.prior_column)
+        r2.append(float(fit.min()))
+        for r in references:
+            other = metrics.reference_weights(r, tasks.xs, tasks.ys, k, probes)
+            ilwd[r.name].append(float(((weights - other) ** 2).sum(-1).mean()) / d)
+    means = {name: float(v.mean()) for name, v in spd_by_reference.items()}
+    ranked = sorted(means, key=means.get)
+    own = metrics.own_reference(algorithm)
+    own_name = next((r.name for r in references if r.algorithm == own), None)
+    margin = means[ranked[1]] / max(means[ranked[0]], 1e-300)
+    return {"spd": {name: v.tolist() for name, v in spd_by_reference.items()},
+            "mspd": {name: metrics.mspd(v, d) for name, v in spd_by_reference.items()},
+            "spd_mean": means, "ilwd": ilwd, "r2_min": r2, "nearest": ranked[0],
+            "own": own_name, "margin": margin,
+            "nearest_is_own": own_name is None or ranked[0] == own_name}

@@ -1,0 +1,95 @@
+"""The compiled model against the interpreter inside every layer: each op on the model's own
+inputs (its own error model), and each live slot after the layer (the propagated bound).
+
+Both checks read one layer's residuals (``construct.model.transformer.LayerStep``) and keep
+only running statistics (``verify.check.stats``), so a verification streams layer by layer.
+"""
+from __future__ import annotations
+
+import torch
+
+from construct.compiler.fusion import folded_inputs
+from construct.language import interpreter
+from construct.model.assemble import CompiledModel
+from construct.model.transformer import LayerStep, decode
+from verify.check.stats import ErrorStat
+
+
+def slot_references(compiled: CompiledModel) -> tuple[dict[str, int], ...]:
+    """Per layer, each slot live after it and the op whose result it then holds (-1: the
+    input)."""
+    program, schedule = compiled.program, compiled.schedule
+    inputs = (program.x_slot, program.y_slot, *(name for name, _ in program.prior))
+    latest: dict[str, int] = {name: -1 for name in inputs}
+    by_layer: dict[int, list[int]] = {}
+    for i in range(len(program.ops)):
+        by_layer.setdefault(schedule.layer_of(i), []).append(i)
+    out = []
+    for layer in range(schedule.n_layers):
+        for i in by_layer.get(layer, ()):
+            latest[program.ops[i].dst] = max(latest.get(program.ops[i].dst, -1), i)
+        out.append({name: writer for name, writer in latest.items()
+                    if name in compiled.layout.slots
+                    and compiled.layout.live_after_layer(name, layer)})
+    return tuple(out)
+
+
+def rolled_index(compiled: CompiledModel, index: int) -> int:
+    """The op of the program as written that unrolled op ``index`` is an iteration of."""
+    loop = compiled.source_program.loop
+    if loop is None or index < loop.start:
+        return index
+    if index < loop.start + loop.times * loop.length:
+        return loop.start + (index - loop.start) % loop.length
+    return index - (loop.times - 1) * loop.length
+
+
+def local_bounds(compiled: CompiledModel, dtype: str) -> tuple[float, ...]:
+    """Each op's bound for the model's own inputs: its own error model, plus, for an affine
+    map folded into its layer, ``|W_t|_inf`` times the bound of each folded input."""
+    out: list[float] = []
+    for i in range(len(compiled.program.ops)):
+        inherited = sum(weight * out[j]
+                        for j, weight in folded_inputs(compiled.program, compiled.schedule, i))
+        out.append(compiled.errors[i].total(dtype) + inherited)
+    return tuple(out)
+
+
+def check_ops_in_layer(compiled: CompiledModel, step: LayerStep, kinds: tuple[str, ...],
+                       bounds: tuple[float, ...], stats: dict[int, ErrorStat]) -> None:
+    """Every op of the layer against the interpreter applied to the compiled model's own
+    input state.
+
+    This isolates each lowered op's error from the errors it inherits: the bound is the op's
+    own error model, so it stays tight however deep the program (the propagated bounds of
+    long recursions such as stacked Sherman–Morrison may be vacuous). An affine map folded
+    into its layer takes the values it folds from the interpreter, run on the state before
+    the layer, and is held to its own bound plus theirs (``bounds``: ``local_bounds``)."""
+    program, layout, schedule = compiled.program, compiled.layout, compiled.schedule
+    layer = schedule.layers[step.layer]
+    in_layer: dict[str, torch.Tensor] = {}
+    for i in sorted((*layer.attn, *layer.mlp)):
+        op = program.ops[i]
+        fused, in_mlp = i in schedule.fused, schedule.in_mlp_half(i)
+        state = {}
+        for name in op.reads:
+            if fused and name in in_layer:
+                state[name] = in_layer[name]
+            else:
+                residual = step.middle if in_mlp and not fused else step.start
+                state[name] = decode(residual, layout.rows(name)).double()
+        size = program.slot_map[op.dst].size
+        state.setdefault(op.dst, torch.zeros(step.start.shape[:-1] + (size,),
+                                             dtype=torch.float64, device=step.start.device))
+        exact = interpreter.apply_op(op, state, kinds)
+        in_layer[op.dst] = exact
+        if op.dst in schedule.virtual:
+            continue
+        key = rolled_index(compiled, i)
+        if key not in stats:
+            source = compiled.source_program.ops[key]
+            stats[key] = ErrorStat(f"op {key + 1} {type(source).__name__.lower()} -> "
+                                   f"{source.dst} (own error)", 0.0)
+        stats[key].bound = max(stats[key].bound, bounds[i])
+        after = step.end if in_mlp else step.middle
+        stats[key].update(decode(after, layout.rows(op.dst)), exact)
