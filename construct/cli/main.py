@@ -102,8 +102,16 @@ def _cmd_docs(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
+    for option in ("trials", "max_d", "max_n"):
+        if getattr(args, option) < 1:
+            raise ValueError(f"--{option.replace('_', '-')} must be >= 1, got "
+                             f"{getattr(args, option)}")
     if args.what == "ops":
         from verify.bench.ops import main as bench_main
+    elif args.what == "bounds":
+        from verify.bench.bounds import main as bench_main
+    elif args.what == "verify":
+        from verify.bench.verify_scale import main as bench_main
     else:
         from verify.bench.sizes import main as bench_main
     return bench_main(args)
@@ -176,7 +184,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     p.add_argument("--trials", type=int, default=1000, help="number of random tasks")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch", type=int, default=4096, help="tasks per batch")
+    p.add_argument("--batch", type=int, default=None,
+                   help="tasks per batch (default: as many as fit in about 200 MB; memory "
+                        "depends on the batch, never on --trials)")
+    p.add_argument("--tol", type=float, default=None,
+                   help="relative tolerance for trained weights against the closed form of the "
+                        "algorithm they claim (default 0.05); compiled weights are held to their "
+                        "error bounds instead")
     p.add_argument("--noise", type=float, default=0.0, help="label noise standard deviation")
     p.add_argument("--scale", type=float, default=1.0,
                    help="x ~ N(0, I) * scale before shrinking into the bound (default 1)")
@@ -229,12 +243,21 @@ def build_parser() -> argparse.ArgumentParser:
                     "float32 end-to-end error, then whether the goals are met (gd <= 3 layers, "
                     "one Sherman-Morrison update <= 6, width <= 1.5x the bound). Takes about 20 "
                     "s on two cores; --max-d 16 for a quick look.\n\n`rawc bench ops`: observed vs "
-                    "predicted error of each lowered operation in isolation.")
-    p.add_argument("what", nargs="?", choices=("sizes", "ops"), default="sizes")
+                    "predicted error of each lowered operation in isolation.\n\n`rawc bench "
+                    "bounds`: the a-priori and a-posteriori bounds of every named program "
+                    "algorithm at its defaults across d (<= --max-d) and n (<= --max-n), beside "
+                    "the observed error (tightness goal: within 100x).\n\n`rawc bench verify`: "
+                    "wall time, phases and peak memory of `rawc verify` on ridge d=8 n=32 "
+                    "(both forms) and sgd d=16 n=64 with --trials tasks (goal: 10000 tasks in "
+                    "under 60 s and 1.5 GB), each in its own process.")
+    p.add_argument("what", nargs="?", choices=("sizes", "ops", "bounds", "verify"),
+                   default="sizes")
     p.add_argument("--seed", type=int, default=0, help="seed of the random tasks (default 0)")
     p.add_argument("--trials", type=int, default=1000,
                    help="tasks per verify in `bench sizes` (default 1000)")
     p.add_argument("--max-d", type=int, default=64, help="largest d to measure (default 64)")
+    p.add_argument("--max-n", type=int, default=64,
+                   help="largest n for the learners in `bench bounds` (default 64)")
     p.add_argument("--json", action="store_true", help="the rows as JSON instead of a table")
     p.set_defaults(run=_cmd_bench)
 

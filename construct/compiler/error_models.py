@@ -55,6 +55,14 @@ writes). The residual LayerNorm sees then sums to zero up to rounding,
 ``|mu| <= 4 u (P + S) / L``, and ``S`` enters only the energy: ``E + S^2 / 2``. A pass-through
 (division, old-value removal) has no ``kappa`` and pays ``4 u |mu|`` per value.
 
+*Pad leak.* The pads are rewritten each layer by a softmax read of the column's own rows,
+which takes ``sum_j p_j v_j = v_t + sum_{j != t} p_j (v_j - v_t)``: a leak ``<= leak`` of the
+*other* columns' pads. After a division layer those hold ``+-N_div c_j`` with a divisor that
+differs between columns, so the pad is off by up to ``2 leak B_pad`` (``B_pad`` the largest
+pad magnitude anywhere) and the LayerNorm scale, ``~ P``, by the same relative amount:
+``2 leak B_pad / P`` more relative error on every value read at the fixed scale. At the
+default hardness ``e^-64`` it is nothing; at hardness 16 with ``B_pad ~ 1e9 |c|`` it dominates.
+
 *LayerNorm division (Lemma 8).* Pads ``+N c``, ``-N c`` make ``sigma ~ N |c| sqrt(2/L)``;
 ``y / sigma * N sqrt(2/L) = y / |c| (1 + X)^{-1/2}`` with
 ``|X| <= (E + L eps_ln) / (2 N^2 m^2)`` for ``|c| >= m``: relative error ``<= |X|``.
@@ -169,6 +177,12 @@ def layernorm_shift_pass_through(mean_count: float, gain: float = 1.0) -> dict[s
 def fixed_scale_ln_error(energy: float, pad: float) -> float:
     """Relative error of a value read through LayerNorm held at a fixed scale by pads."""
     return energy / (2 * pad ** 2)
+
+
+def pad_leak_error(leak: float, pad_bound: float, pad: float) -> float:
+    """Relative error of a fixed-scale LayerNorm read whose pads were written by a softmax
+    read that leaks (see *Pad leak*)."""
+    return 2 * leak * pad_bound / pad
 
 
 def division_error(energy: float, width: int, ln_eps: float, scale: float,

@@ -13,6 +13,7 @@ how much column ``t`` reads of column ``j``), so the same formula covers every r
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Iterator
 from fractions import Fraction
 from typing import Any
@@ -51,6 +52,15 @@ def read_matrix(read: ReadMap, kinds: tuple[str, ...]) -> list[list[Fraction]]:
     for t, j in enumerate(read_targets(read, kinds)):
         rows[t][j] = Fraction(1)
     return rows
+
+
+@functools.lru_cache(maxsize=4096)
+def _float_read_matrix(read: ReadMap, kinds: tuple[str, ...], dtype, device):
+    """``read_matrix`` as a torch constant (entries ``1/k`` rounded once, as before)."""
+    import torch
+
+    values = [[float(v) for v in row] for row in read_matrix(read, kinds)]
+    return torch.tensor(values, dtype=dtype, device=device)
 
 
 class _Backend:
@@ -145,6 +155,9 @@ def apply_op(op: Op, state: dict[str, Array], kinds: tuple[str, ...]) -> Array:
     backend = _Backend(next(iter(state.values())))
     match op:
         case Mov(src=src, read=read):
+            if backend.is_torch:  # a float matrix of 0, 1 and 1/k: cached, not rebuilt per op
+                like = state[src]
+                return _float_read_matrix(read, kinds, like.dtype, like.device) @ like
             return backend.constant(read_matrix(read, kinds)) @ state[src]
         case Mul(left=left, right=right, a=a, b=b, c=c):
             lead = tuple(state[left].shape[:-1])

@@ -109,3 +109,27 @@ def test_trained_linear_attention_is_no_guarantee(tmp_path, capsys):
     assert check_integrity(load_checkpoint(path)).status is Integrity.NOT_APPLICABLE
     assert rawc(["verify", path, "--trials", "16"]) == Verdict.NO_GUARANTEE.exit_code
     assert "NO GUARANTEE" in capsys.readouterr().out
+
+
+def _trained_file(tmp_path, scale: float) -> str:
+    """A 'trained' lsa-precond-gd block (the optimum, its W_V scaled by ``scale``) that
+    claims to be lsa-precond-gd, as ``rawc train-lsa -o`` records it."""
+    algorithm = get_algorithm("lsa-precond-gd")
+    params = algorithm.resolve(d=2, n=8)
+    built = algorithm.construct(params)
+    path = str(tmp_path / f"trained-{scale}.safetensors")
+    save_checkpoint(LinearConstruction("trained-lsa", built.model, "# trained\n"), path,
+                    "trained-lsa", {"steps": 10},
+                    {"trained": True, "claims": {"name": "lsa-precond-gd", "params": params}})
+    if scale != 1.0:
+        path = tampered(path, "blocks.0.attn.W_V", scale)
+    return path
+
+
+def test_trained_weights_are_held_to_their_claim_within_tol(tmp_path, capsys):
+    exact, off = _trained_file(tmp_path, 1.0), _trained_file(tmp_path, 1.02)
+    assert rawc(["verify", exact, "--trials", "32"]) == Verdict.PASS.exit_code
+    assert "claimed lsa-precond-gd" in capsys.readouterr().out
+    assert rawc(["verify", off, "--trials", "32", "--tol", "1e-3"]) == Verdict.FAIL.exit_code
+    assert rawc(["verify", off, "--trials", "32", "--tol", "0.1"]) == Verdict.PASS.exit_code
+    assert rawc(["verify", off, "--trials", "32", "--tol", "-1"]) == 2

@@ -1,6 +1,7 @@
 """verify.check.runner / rawc verify: end to end against the closed form, layer by layer, and failing."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from fractions import Fraction
 
@@ -165,3 +166,20 @@ def test_accuracy_at_d16_over_many_tasks(name: str) -> None:
         report = _verify(name, {"d": 16}, "float32", trials=20000)
         assert report["ok"]
         assert _row(report, "end-to-end: compiled vs closed")["max_rel"] <= 1e-3
+
+
+@pytest.mark.parametrize("hardness", [16.0, 24.0])
+def test_soft_attention_after_a_division_stays_within_its_bounds(hardness: float) -> None:
+    """Regression: at attn_hardness 16 or 24, the layer after a div layer (divisor varying
+    between columns) reads LayerNorm pads that leaked ``~1e9 x`` the neighbours' divisors;
+    no error model covered it (up to 31x over the bound). The pad-leak term now does."""
+    algorithm = get_algorithm("ridge")
+    params = algorithm.resolve(d=2, n=3)
+    config = dataclasses.replace(CompileConfig.for_dtype("float64"), attn_hardness=hardness)
+    compiled = compile_program(algorithm.program(params, 4.0), config)
+    model = Transformer(compiled.shape, compiled.weights, torch.float64)
+    report = verify_model(compiled, model, "ridge", params, dtype="float64", device=CPU,
+                          trials=256, seed=3)
+    bad = [r["check"] for r in report["rows"] if not r["ok"]]
+    assert not bad, bad
+    assert report["a_posteriori"]["ok"]

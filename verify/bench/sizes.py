@@ -116,8 +116,7 @@ def goals(rows: list[dict[str, object]]) -> list[str]:
 
 
 def main(args: argparse.Namespace) -> int:
-    trials = getattr(args, "trials", None) or 1000
-    largest = getattr(args, "max_d", None) or 64
+    trials, largest = args.trials, args.max_d
     rows = []
     for name, dims in DIMENSIONS.items():
         for d in (d for d in dims if d <= largest):

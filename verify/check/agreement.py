@@ -1,10 +1,14 @@
 """SPD, MSPD and ILWD of a compiled in-context learner against the reference learners.
 
-SPD is accumulated over every verification task (``spd_sums``); ILWD fits each learner's
-implicit weights on ``d + 4`` probe queries after every prefix (``verify.metrics``). The
-probe sequences of one prefix go through the model in chunks of at most ``CHUNK`` sequences,
-each forward holding one residual at a time (``Transformer.outputs``), so memory does not
-grow with the number of probes, prefixes or layers.
+SPD is accumulated over every verification task (``spd_sums``), at every prefix. ILWD fits
+each learner's implicit weights on ``d + 4`` probe queries (``verify.metrics``): a prefix
+``k`` costs ``d + 4`` sequences of ``2k + 2`` tokens per task, so every prefix would cost
+``(d + 4) n^2`` tokens per task (650 verification tasks' worth for sgd at d = 16, n = 64).
+ILWD is therefore taken at ``ilwd_prefixes(n)``: every ``k <= 4`` (the under-determined
+start, where learners differ most), the powers of two and ``n``, about ``4 + log2 n``
+prefixes. All probe sequences of one prefix go through the model in chunks of at most
+``CHUNK`` sequences, each forward holding one residual at a time
+(``Transformer.outputs``), so memory does not grow with probes, prefixes or layers.
 """
 from __future__ import annotations
 
@@ -17,6 +21,12 @@ from verify import metrics
 from verify.tasks import make_tasks
 
 CHUNK = 512
+
+
+def ilwd_prefixes(n_examples: int) -> list[int]:
+    """The prefixes ILWD is measured at (see the module docstring)."""
+    powers = {2 ** j for j in range(n_examples.bit_length())}
+    return sorted({k for k in range(min(n_examples, 4) + 1)} | powers | {n_examples})
 
 
 def agreement(compiled: CompiledModel, model: Transformer, algorithm: str,
@@ -35,15 +45,15 @@ def agreement(compiled: CompiledModel, model: Transformer, algorithm: str,
         tokens = tokens.to(torch_dtype(dtype))
         return torch.cat([model.outputs(chunk)[:, -1, 0] for chunk in tokens.split(CHUNK)])
 
-    ilwd = {r.name: [] for r in references}
-    r2 = []
-    for k in range(n_examples + 1):
+    ilwd: dict[str, list[float | None]] = {r.name: [None] * (n_examples + 1) for r in references}
+    r2: list[float | None] = [None] * (n_examples + 1)  # None: a prefix ILWD skips
+    for k in ilwd_prefixes(n_examples):
         weights, fit = metrics.implicit_weights(predict_at_end, tasks.xs, tasks.ys, k, probes,
                                                 program.prior_column)
-        r2.append(float(fit.min()))
+        r2[k] = float(fit.min())
         for r in references:
             other = metrics.reference_weights(r, tasks.xs, tasks.ys, k, probes)
-            ilwd[r.name].append(float(((weights - other) ** 2).sum(-1).mean()) / d)
+            ilwd[r.name][k] = float(((weights - other) ** 2).sum(-1).mean()) / d
     means = {name: float(v.mean()) for name, v in spd_by_reference.items()}
     ranked = sorted(means, key=means.get)
     own = metrics.own_reference(algorithm)

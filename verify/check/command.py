@@ -17,6 +17,12 @@ from verify.check import linear_attention, runner
 def main(args: argparse.Namespace) -> int:
     if args.trials < 1:
         raise ValueError(f"--trials must be >= 1, got {args.trials}")
+    if args.batch is not None and args.batch < 1:
+        raise ValueError(f"--batch must be >= 1, got {args.batch}")
+    if args.metric_tasks < 1:
+        raise ValueError(f"--metric-tasks must be >= 1, got {args.metric_tasks}")
+    if args.tol is not None and not 0 < args.tol < float("inf"):
+        raise ValueError(f"--tol must be a positive finite number, got {args.tol}")
     checkpoint = load_checkpoint(args.path)
     if checkpoint.shape.attn_kind.is_linear:
         return linear_attention.main(args, checkpoint)

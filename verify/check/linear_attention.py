@@ -40,6 +40,7 @@ from verify.check.integrity import Integrity, IntegrityResult, check_integrity
 from verify.check.verdict import judge_linear
 
 TOLERANCE = {"float64": 1e-12, "float32": 1e-4}
+DEFAULT_TRAINED_TOL = 0.05  # relative: trained weights approximate their claim
 MAX_TRIALS = 4096
 
 
@@ -147,7 +148,8 @@ def momentum_check(model: Transformer, cache: ForwardCache, tolerance: float) ->
 
 
 def verify_checkpoint(checkpoint: Checkpoint, dtype: str = "float64", device: str = "cpu",
-                      trials: int = 256, seed: int = 0, noise: float = 0.0) -> dict[str, object]:
+                      trials: int = 256, seed: int = 0, noise: float = 0.0,
+                      trained_tol: float = DEFAULT_TRAINED_TOL) -> dict[str, object]:
     started = time.perf_counter()
     torch_dtype = torch.float64 if dtype == "float64" else torch.float32
     model = checkpoint.model(torch_dtype, device)
@@ -169,6 +171,14 @@ def verify_checkpoint(checkpoint: Checkpoint, dtype: str = "float64", device: st
         step = step_matrix(params, d)
         if step is not None and not params["momentum"]:
             checks += dual_form_checks(params, step, cache, x64, y64, q64, tol)
+    claim = checkpoint.algorithm.get("claims") if checkpoint.algorithm.get("trained") else None
+    if claim and claim.get("name") in LSA_ALGORITHMS:
+        # Trained weights: no description to rebuild; held to the claimed algorithm's closed
+        # form within the user's tolerance, never to themselves.
+        claimed = LSA_ALGORITHMS[claim["name"]].resolve(**claim.get("params", {}))
+        x64, y64, q64 = (t.double() for t in (x, y, x_q))
+        checks.append(Check.of(f"claimed {claim['name']}: prediction (--tol)", cache.prediction,
+                               reference_prediction(claimed, x64, y64, q64), trained_tol))
     if model.shape.attn_momentum:
         checks.append(momentum_check(model, cache, tol))
     path = checkpoint.path
@@ -206,8 +216,10 @@ def main(args: argparse.Namespace, checkpoint: Checkpoint) -> int:
               file=sys.stderr)
     integrity = (IntegrityResult(Integrity.SKIPPED) if args.no_integrity
                  else check_integrity(checkpoint))
+    tol = getattr(args, "tol", None)
     report = verify_checkpoint(checkpoint, args.dtype, device, min(args.trials, MAX_TRIALS),
-                               args.seed, getattr(args, "noise", 0.0))
+                               args.seed, getattr(args, "noise", 0.0),
+                               DEFAULT_TRAINED_TOL if tol is None else tol)
     judgement = judge_linear(report, integrity)
     report.update(integrity=integrity.line(), verdict=judgement.verdict.name,
                   verdict_reason=judgement.reason)

@@ -47,10 +47,13 @@ def format_report(report: dict[str, object]) -> str:
     op_rows = [r for r in rows if r["check"].startswith("op ")]
     prefix_rows = [r for r in rows if r["check"].startswith("prefix ")]
     end_rows = [r for r in rows if r not in (*layer_rows, *op_rows, *prefix_rows)]
+    phases = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in report["phases"].items())
     lines = [f"rawc verify: {report['algorithm']} "
              f"({', '.join(f'{k}={v}' for k, v in report['params'].items())}), "
-             f"{report['trials']} tasks, {report['dtype']} on {report['device']}, "
-             f"{report['seconds']:.2f} s", ""]
+             f"{report['trials']} tasks in batches of {report['batch']}, {report['dtype']} on "
+             f"{report['device']}, {report['seconds']:.2f} s ({phases})",
+             "" if report["closed_form"] else
+             "a program file: no closed form; the model is held to the interpreter alone", ""]
     if op_rows:
         lines += ["each op vs the interpreter on the model's own inputs (bound: the op's own "
                   "error model; every iteration of a loop)", HEAD, "-" * len(HEAD)]
@@ -59,11 +62,24 @@ def format_report(report: dict[str, object]) -> str:
               "bound: propagated; the worst layer of each slot)", HEAD, "-" * len(HEAD)]
     lines += [_line(r) for r in _worst_per_slot(layer_rows)] + ["", HEAD, "-" * len(HEAD)]
     lines += [_line(r) for r in end_rows]
+    lines += _bounds_lines(report)
     lines += _prefix_table(report, prefix_rows)
     if "verdict" in report:
         lines += [report["integrity"], f"result: {report['verdict'].replace('_', ' ')}: "
                   f"{report['verdict_reason']}"]
     return "\n".join(lines)
+
+
+def _bounds_lines(report: dict[str, object]) -> list[str]:
+    """The two end-to-end bounds: a priori over the declared box, a posteriori per task."""
+    prior, posterior = report["a_priori"], report["a_posteriori"]
+    return ["", f"a-priori end-to-end bound (declared box): {prior['bound']:.3g}, "
+            f"{prior['bound'] / prior['output_bound'] if prior['output_bound'] else float('inf'):.3g}"
+            f" of the output's magnitude bound {prior['output_bound']:.3g}",
+            f"a-posteriori bound (per task, first order): largest {posterior['max_bound']:.3g}, "
+            f"{posterior['tightness']:.3g} times the largest error "
+            f"{posterior['max_observed']:.3g}; worst error / bound {posterior['worst_ratio']:.3g}"
+            f" ({'yes' if posterior['ok'] else 'NO'})"]
 
 
 def _prefix_table(report: dict[str, object], prefix_rows: list[dict[str, object]]) -> list[str]:
@@ -74,16 +90,18 @@ def _prefix_table(report: dict[str, object], prefix_rows: list[dict[str, object]
     head = (f"{'k':>3} {'max abs':>10} {'max rel':>10} {'bound':>10}  ok "
             + "".join(f"{'SPD ' + n:>18}" for n in names)
             + (f" {'ILWD own':>10} {'R2 min':>8}" if metrics else ""))
-    lines = ["", "prediction at every prefix k (k exemplars before the query) vs the closed "
-             "form; SPD and ILWD divided by d", head, "-" * len(head)]
+    against = "the closed form" if report["closed_form"] else "the interpreter"
+    lines = ["", f"prediction at every prefix k (k exemplars before the query) vs {against}"
+             + ("; SPD and ILWD divided by d" if metrics else ""), head, "-" * len(head)]
     own = metrics.get("own") if metrics else None
     for k, row in enumerate(prefix_rows):
         line = (f"{k:>3} {row['max_abs']:>10.3g} {row['max_rel']:>10.3g} {row['bound']:>10.3g}"
                 f"  {'yes' if row['ok'] else 'NO':<3}")
         if metrics:
             line += "".join(f"{metrics['spd'][n][k]:>18.3g}" for n in names)
-            ilwd = metrics["ilwd"][own][k] if own else float("nan")
-            line += f" {ilwd:>10.3g} {metrics['r2_min'][k]:>8.5f}"
+            ilwd = metrics["ilwd"][own][k] if own else None
+            line += (f" {ilwd:>10.3g} {metrics['r2_min'][k]:>8.5f}" if ilwd is not None
+                     else f" {'-':>10} {'-':>8}")
         lines.append(line)
     if metrics:
         lines += ["", "mean SPD/d over prefixes: " + ", ".join(

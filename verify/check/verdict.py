@@ -93,6 +93,12 @@ def judge_linear(report: dict[str, object], integrity: IntegrityResult) -> Judge
     if not report["ok"]:
         return Judgement(Verdict.FAIL, "an error exceeds its tolerance")
     independent = [c for c in report["checks"] if not c["label"].startswith("block loop")]
+    claimed = [c for c in independent if c["label"].startswith("claimed ")]
+    if integrity.status is Integrity.NOT_APPLICABLE and claimed:
+        check = claimed[0]
+        return Judgement(Verdict.PASS, f"trained weights: the prediction is within "
+                         f"{check['max_rel']:.3g} (relative; --tol {check['tolerance']:g}) of "
+                         f"the claimed algorithm's closed form")
     if integrity.status is not Integrity.MATCH or not independent:
         return Judgement(Verdict.NO_GUARANTEE, "only the forward against the block definition "
                          "on the model's own weights was checked; nothing independent says "

@@ -134,9 +134,14 @@ def train(config: TrainConfig) -> TrainResult:
 
 def constructed(config: TrainConfig) -> LSAModel:
     """``lsa-precond-gd`` at the optimal Gamma of the config's data."""
-    algorithm = LSA_ALGORITHMS["lsa-precond-gd"]
-    params = algorithm.resolve(d=config.d, n=config.n, Gamma=config.optimal_gamma().tolist())
-    return algorithm.model(params)
+    return LSA_ALGORITHMS["lsa-precond-gd"].model(constructed_params(config))
+
+
+def constructed_params(config: TrainConfig) -> dict[str, object]:
+    """The optimal preconditioned GD step the training should find: what a trained
+    checkpoint claims to be (``rawc verify`` holds it to this closed form within ``--tol``)."""
+    return LSA_ALGORITHMS["lsa-precond-gd"].resolve(d=config.d, n=config.n,
+                                                    Gamma=config.optimal_gamma().tolist())
 
 
 def trained_model(config: TrainConfig, w_kq: np.ndarray, w_pv: np.ndarray) -> LSAModel:
@@ -215,6 +220,9 @@ def main(args: argparse.Namespace) -> int:
             "trained-lsa", trained_model(config, result.w_kq, result.w_pv),
             "# trained-lsa: one linear self-attention block, weights learned by Adam on "
             "in-context linear regression; prediction = -(query y-slot)\n")
-        save_checkpoint(trained, args.output, "trained-lsa", params)
+        claim = constructed_params(config)
+        save_checkpoint(trained, args.output, "trained-lsa", params,
+                        {"trained": True, "claims": {"name": "lsa-precond-gd",
+                                                     "params": claim}})
         print(f"  wrote {args.output}")
     return 0 if result.passed(args.spd_tol, args.g_tol) else 1

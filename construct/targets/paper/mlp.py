@@ -118,7 +118,8 @@ def lower_mlp(program: Program, schedule: Schedule, layer_index: int,
     models = []
     if fixed_scale:
         read_scale = math.sqrt(2 * config.ln_pad ** 2 / d_model + config.ln_eps)
-        ln_rel = errors.fixed_scale_ln_error(energy, config.ln_pad)
+        ln_rel = (errors.fixed_scale_ln_error(energy, config.ln_pad)
+                  + errors.pad_leak_error(leak, pad_bound, config.ln_pad))
     elif uses_ln:
         read_scale = config.div_scale * math.sqrt(2 / d_model)
     else:
