@@ -20,7 +20,7 @@ from construct.model.transformer import Transformer
 from verify import metrics
 from verify.tasks import make_tasks
 
-CHUNK = 512
+CHUNK = 128
 
 
 def ilwd_prefixes(n_examples: int) -> list[int]:

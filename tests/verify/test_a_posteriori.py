@@ -1,0 +1,38 @@
+"""verify.check.a_posteriori: the first-order bound through the interpreter's Jacobians.
+
+On an affine program the first-order bound is exact arithmetic, so it is checked entry for
+entry against a hand computation; on the named algorithms it must bound every observed error
+and be far below the a-priori bound where that compounds."""
+from __future__ import annotations
+
+import torch
+
+from construct.compiler.config import unit_roundoff
+from construct.compiler.error_models import ErrorModel, ScaledPart, per_dtype
+from construct.language.builder import ProgramBuilder
+from verify.check.a_posteriori import a_posteriori_bounds, own_error
+from verify.tasks import make_tasks
+
+
+def test_an_affine_program_gets_its_hand_computed_bound():
+    b = ProgramBuilder("affine", d=2)
+    b.aff("out", {"x": [[2, -3]], "y": 5})
+    program = b.build(output="out")
+    own = ErrorModel(0, "test", 1e-9, per_dtype(0.0))
+    tasks = make_tasks(2, 8, 4.0, 0)
+    bound = a_posteriori_bounds(program, tasks.tokens, [own], [0], "float64")
+    x, y = tasks.tokens[:, 0, 1:], tasks.tokens[:, 0, 0]
+    u = unit_roundoff("float64")
+    want = 1e-9 + u * (2 * x[:, 0].abs() + 3 * x[:, 1].abs() + 5 * y.abs())
+    assert torch.allclose(bound[:, 0], want, rtol=1e-12, atol=0)
+
+
+def test_scaled_parts_shrink_with_the_magnitudes_read():
+    model = ErrorModel(0, "GeLU product", 2.0, {"float64": 3.0, "float32": 3.0},
+                       reads=(("a", 4.0), ("b", 2.0)),
+                       scaled=(ScaledPart({"float64": 2.0, "float32": 2.0}, 4),
+                               ScaledPart({"float64": 1.0, "float32": 1.0}, 1)))
+    assert model.at_magnitude("float64", 1.0) == model.total("float64")
+    state = {"a": torch.full((1, 1, 1), 2.0), "b": torch.full((1, 1, 1), 0.5)}
+    # s = max(2/4, 0.5/2) = 0.5: fixed 5 - 3 = 2, plus 2 * 0.5^4 + 1 * 0.5.
+    assert float(own_error(model, state, "float64")) == 2.0 + 2.0 / 16 + 0.5
