@@ -62,7 +62,10 @@ class Layout:
 
 def lifetimes(program: Program, schedule: Schedule) -> dict[str, tuple[int, int]]:
     inputs = (program.x_slot, program.y_slot, *(name for name, _ in program.prior))
-    spans: dict[str, list[int]] = {name: [-1, -1] for name in inputs}
+    # An input is in the residual from the embedding on, read or not: a prior value that no
+    # op reads still sits in W_pos[0] in its rows, so its life reaches at least half 0 and no
+    # other prior may share those rows (they did: the later value won, a silent miscompile).
+    spans: dict[str, list[int]] = {name: [-1, 0] for name in inputs}
     for i, op in enumerate(program.ops):
         half = schedule.half_of[i]
         for name in op.reads:

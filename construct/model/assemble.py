@@ -23,7 +23,7 @@ from construct.targets.paper.mlp import lower_mlp
 from construct.targets.architecture import Activation, ModelShape
 from construct.targets.paper.layer_norm import LayerNormUse, layer_norm_use
 from construct.targets.paper.positions import position_table
-from construct.language.program import Div, Program
+from construct.language.program import Div, Program, ProgramError
 from construct.compiler.schedule import Schedule, build_schedule
 
 
@@ -115,6 +115,9 @@ def compile_program(program: Program, config: CompileConfig | None = None) -> Co
     fresh layer (so all get one relative schedule) and scales its products by the worst
     iteration's bounds, so the iterations lower to identical layers, stored once."""
     config = config or CompileConfig()
+    if not program.ops:
+        raise ProgramError(f"program {program.name!r} has no operations: a checkpoint needs at "
+                           "least one layer (give it an op, e.g. `o = mov x prev`)")
     source, program = program, program.unrolled()
     shared = source.loop is not None and config.form == "shared"
     schedule = build_schedule(program, config.schedule, _loop_barriers(source, config))

@@ -33,7 +33,7 @@ import torch
 from tqdm import tqdm
 
 from construct.compiler.config import torch_dtype
-from construct.compiler.propagate import initial_errors, propagated_bounds
+from construct.compiler.propagate import end_to_end_bound, initial_errors, propagated_bounds
 from construct.language import interpreter
 from construct.model.assemble import CompiledModel, compile_program
 from construct.model.checkpoint import Checkpoint
@@ -113,7 +113,8 @@ def verify_model(compiled: CompiledModel, model: Transformer, algorithm: str,
             last_use[(name, writer)] = layer
     stats: dict[tuple[int, str], ErrorStat] = {}
     local: dict[int, ErrorStat] = {}
-    end_interp = ErrorStat("end-to-end: compiled vs interpreter", bounds[-1][program.output])
+    end_interp = ErrorStat("end-to-end: compiled vs interpreter",
+                           end_to_end_bound(compiled, dtype))
     reference = ErrorStat("closed form vs interpreter (float64)", 0.0)
     end_closed = ErrorStat("end-to-end: compiled vs closed form", 0.0)
     per_prefix = [ErrorStat(f"prefix {k}: compiled vs {'closed form' if closed else 'interpreter'}",

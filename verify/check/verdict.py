@@ -80,10 +80,11 @@ def judge_program(report: dict[str, object], integrity: IntegrityResult) -> Judg
                          f"{posterior['max_relative_bound']:.3g} of the largest exact output "
                          f"(informative: below {INFORMATIVE:g})")
     note = "" if integrity.status is Integrity.MATCH else f" ({integrity.line()})"
+    tightness = (f"{posterior['tightness']:.3g} times the largest error"
+                 if posterior["max_observed"] else "no error observed")
     return Judgement(Verdict.PASS, "every observed error is within its finite bound: a priori "
                      f"{relative_prior:.3g} of the output bound, a posteriori at most "
-                     f"{posterior['max_bound']:.3g} ({posterior['tightness']:.3g} times the "
-                     f"largest error){note}")
+                     f"{posterior['max_bound']:.3g} ({tightness}){note}")
 
 
 def judge_linear(report: dict[str, object], integrity: IntegrityResult) -> Judgement:
