@@ -148,6 +148,12 @@ def build_schedule(program: Program, mode: str = "packed",
         half += 1 if not mlp and half % 2 == 1 else 0
         if explicit is not None:
             wanted = 2 * explicit[i] + (1 if mlp else 0)
+            if wanted < half and mode == "sequential":
+                raise ScheduleError(
+                    f"op {i + 1} ({type(op).__name__.lower()} -> {op.dst}): the sequential "
+                    "schedule places one op per layer, but the program's explicit groups put "
+                    f"it in layer {explicit[i] + 1} with an earlier op; use --schedule packed, "
+                    "or give every op its own group")
             if wanted < half:
                 raise ScheduleError(
                     f"op {i + 1} ({type(op).__name__.lower()} -> {op.dst}) cannot run in layer "

@@ -315,7 +315,10 @@ class Program:
                                     for j in iterations(i)), key=lambda pair: pair[0]))
         groups = None
         if self.groups is not None:
-            groups = tuple(tuple(copy(i, j) for i in group)
-                           for group in self.groups for j in iterations(group[0]))
+            # Iteration-major: every group of iteration j before any of iteration j + 1 (written
+            # group-major, a body of two groups came out of order and was refused).
+            groups = tuple(sorted((tuple(copy(i, j) for i in group)
+                                   for group in self.groups for j in iterations(group[0])),
+                                  key=lambda group: group[0]))
         return dataclasses.replace(self, ops=ops, groups=groups, assumptions=assumptions,
                                    loop=None)

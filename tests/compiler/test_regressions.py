@@ -48,3 +48,26 @@ def test_a_program_without_operations_is_refused_by_name():
     program = parse_program(HEADER + "output a\nprior a [2]\n")
     with pytest.raises(ProgramError, match="no operations"):
         compile_program(program)
+
+
+def test_explicit_groups_in_a_repeat_body_of_two_groups_compile():
+    """Was refused: ``Program.unrolled()`` wrote the groups group-major, out of order."""
+    text = ("program p\nd 1\nslot x 1\nslot y 1\nslot a 1\nslot b 1\ninput x y\noutput b\n"
+            "groups explicit\nrepeat 2\na = mov x prev\nb = mov a prev\nend repeat\n")
+    program = parse_program(text)
+    unrolled = program.unrolled()
+    assert [g[0] for g in unrolled.groups] == sorted(g[0] for g in unrolled.groups)
+    got, want = _run(text)
+    assert torch.allclose(got, want, atol=1e-12)
+
+
+def test_sequential_with_a_shared_group_names_the_schedule():
+    """Was: "an input or an earlier write is not ready", blaming the program."""
+    from construct.compiler.config import CompileConfig
+    from construct.compiler.schedule import ScheduleError
+
+    program = parse_program("program p\nd 1\nslot x 1\nslot y 1\nslot a 1\nslot b 1\n"
+                            "input x y\noutput b\na = mov x prev || b = mov x prev on y\n")
+    with pytest.raises(ScheduleError, match="sequential schedule places one op per layer"):
+        compile_program(program, CompileConfig(schedule="sequential"))
+    compile_program(program, CompileConfig(schedule="packed"))
