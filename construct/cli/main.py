@@ -172,13 +172,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("verify", help="check a checkpoint against the interpreter and closed form",
                        description="Check that the weights are a fresh build of the checkpoint's "
                                    "own description (integrity), then run random tasks within "
-                                   "the declared input bound: every live slot after every layer "
-                                   "against the interpreter, the prediction against the "
-                                   "closed-form solver. Exit 0 PASS; 1 FAIL (changed weights, or "
-                                   "an observed error over its bound); 3 NO GUARANTEE (a bound "
-                                   "is infinite or not smaller than the values it bounds, or "
+                                   "the declared input bound: every op and every live slot after "
+                                   "every layer against the interpreter, the prediction at every "
+                                   "prefix against the closed-form solver (a program file: the "
+                                   "interpreter alone), and each task's prediction against its "
+                                   "own a-posteriori bound (the op error models at the "
+                                   "magnitudes the task reads, through the interpreter's "
+                                   "Jacobians). Trained weights are held to the closed form of "
+                                   "the algorithm they claim, within --tol. Exit 0 PASS (every "
+                                   "bound finite and informative: the a-priori one below 1 %% of "
+                                   "the output's magnitude bound, each a-posteriori one below 1 %% "
+                                   "of the largest output); 1 FAIL (changed weights, an error "
+                                   "over any of its bounds, or trained weights off their claim); "
+                                   "3 NO GUARANTEE (a bound is infinite or uninformative, or "
                                    "nothing independent of the weights was compared); 2 bad "
-                                   "input.")
+                                   "input. Memory depends on --batch, never on --trials.")
     p.add_argument("path", help="checkpoint file")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64")

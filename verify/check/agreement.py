@@ -12,7 +12,10 @@ prefixes. All probe sequences of one prefix go through the model in chunks of at
 """
 from __future__ import annotations
 
+import sys
+
 import torch
+from tqdm import tqdm
 
 from construct.compiler.config import torch_dtype
 from construct.model.assemble import CompiledModel
@@ -31,7 +34,8 @@ def ilwd_prefixes(n_examples: int) -> list[int]:
 
 def agreement(compiled: CompiledModel, model: Transformer, algorithm: str,
               references: list, spd_by_reference: dict[str, torch.Tensor], dtype: str,
-              device: torch.device, seed: int, n_tasks: int) -> dict[str, object]:
+              device: torch.device, seed: int, n_tasks: int, progress: bool = False
+              ) -> dict[str, object]:
     """SPD (all trials), MSPD and ILWD with R^2 (``n_tasks`` tasks, ``d + 4`` probes) of the
     compiled model against every reference learner, per prefix, divided by d."""
     program, config = compiled.program, compiled.config
@@ -47,7 +51,8 @@ def agreement(compiled: CompiledModel, model: Transformer, algorithm: str,
 
     ilwd: dict[str, list[float | None]] = {r.name: [None] * (n_examples + 1) for r in references}
     r2: list[float | None] = [None] * (n_examples + 1)  # None: a prefix ILWD skips
-    for k in ilwd_prefixes(n_examples):
+    for k in tqdm(ilwd_prefixes(n_examples), desc="ILWD prefixes", unit="prefix",
+                  disable=not progress, file=sys.stderr, leave=False):
         weights, fit = metrics.implicit_weights(predict_at_end, tasks.xs, tasks.ys, k, probes,
                                                 program.prior_column)
         r2[k] = float(fit.min())
