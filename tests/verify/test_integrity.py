@@ -133,3 +133,12 @@ def test_trained_weights_are_held_to_their_claim_within_tol(tmp_path, capsys):
     assert rawc(["verify", off, "--trials", "32", "--tol", "1e-3"]) == Verdict.FAIL.exit_code
     assert rawc(["verify", off, "--trials", "32", "--tol", "0.1"]) == Verdict.PASS.exit_code
     assert rawc(["verify", off, "--trials", "32", "--tol", "-1"]) == 2
+
+
+@pytest.mark.parametrize("option", [["--batch", "0"], ["--metric-tasks", "0"], ["--tol", "nan"],
+                                    ["--tol", "-1"], ["--trials", "0"]])
+def test_bad_verify_options_exit_2_with_one_line(tmp_path, capsys, option):
+    path = compiled_file(tmp_path, "gd", d=2)
+    assert rawc(["verify", path, *option]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and option[0] in err[0]
