@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 
 import torch
 from tqdm import tqdm
@@ -83,7 +84,9 @@ def main(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)
     rows = []
     for name, d, n in tqdm(configurations(args.max_d, args.max_n), desc="configurations",
-                           disable=args.json):
+                           disable=args.json, file=sys.stderr):
         rows.append(measure(name, d, n, args.trials, args.seed))
+        if not args.json:  # each row as it is measured: a long sweep shows what it has
+            tqdm.write(format_rows(rows[-1:]).splitlines()[2], file=sys.stderr)
     print(json.dumps(rows, indent=2) if args.json else format_rows(rows))
     return 0 if all(r["worst_ratio"] <= 1 for r in rows) else 1
