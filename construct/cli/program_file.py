@@ -30,9 +30,6 @@ from construct.language.program import Program, ProgramError
 from construct.model.assemble import CompiledModel, compile_program
 from construct.model.checkpoint_format import PROGRAM_FILE_SOURCE
 
-SOURCE = PROGRAM_FILE_SOURCE
-
-
 def looks_like_file(argument: str) -> bool:
     """Whether ``argument`` names a program file rather than an algorithm: an existing path, a
     path with a directory part, or a name with a suffix (``prog.raw``)."""
@@ -97,7 +94,8 @@ def compile_file(path: str, args: argparse.Namespace,
                                      schedule=args.schedule, form=args.form)
     n = exemplars(program, given.get("n"), config.n_ctx)
     compiled = compile_program(program, config)
-    record = {"name": program.name, "params": {"d": program.d, "n": n}, "source": SOURCE,
+    record = {"name": program.name, "params": {"d": program.d, "n": n},
+              "source": PROGRAM_FILE_SOURCE,
               "file": os.path.basename(path)}
     return program, compiled, record
 

@@ -88,6 +88,4 @@ def propagated_bounds(compiled: ErrorBudget, dtype: str) -> tuple[dict[str, floa
 
 def end_to_end_bound(compiled: ErrorBudget, dtype: str) -> float:
     """Bound on the prediction's error (the output slot after the last op)."""
-    bounds = propagated_bounds(compiled, dtype)
-    final = bounds[-1] if bounds else initial_errors(compiled, dtype)
-    return final[compiled.program.output]
+    return propagated_bounds(compiled, dtype)[-1][compiled.program.output]

@@ -175,10 +175,14 @@ def apply_op(op: Op, state: dict[str, Array], kinds: tuple[str, ...]) -> Array:
     raise TypeError(f"unknown operation {op!r}")
 
 
-def steps(program: Program, tokens: Array) -> Iterator[Step]:
+def steps(program: Program, tokens: Array,
+          normalize: Callable[[Array], Array] | None = None) -> Iterator[Step]:
     """Run every op in order (a loop unrolled), yielding the state after each, holding no
     earlier state: ``Step(-1, embedded input)``, then ``Step(i, state after op i)``. A long
-    verification keeps only the versions it still needs; ``run`` keeps them all."""
+    verification keeps only the versions it still needs; ``run`` keeps them all.
+
+    ``normalize`` rewrites each result before the next op reads it (exact symbolic runs keep
+    their rational functions in lowest terms this way, so deep programs stay small)."""
     program = program.unrolled()
     kinds = program.column_kinds(tokens.shape[-2])
     state = initial_state(program, tokens)
@@ -186,31 +190,17 @@ def steps(program: Program, tokens: Array) -> Iterator[Step]:
     for index, op in enumerate(program.ops):
         before = state
         state = dict(state)
-        state[op.dst] = apply_op(op, state, kinds)
+        value = apply_op(op, state, kinds)
+        state[op.dst] = value if normalize is None else normalize(value)
         yield Step(index, state, _smallest_divisor(op, before))
 
 
 def run(program: Program, tokens: Array,
         normalize: Callable[[Array], Array] | None = None) -> Trace:
-    """Run every op in order (a loop unrolled) and keep the state after each.
-
-    ``normalize`` rewrites each result before the next op reads it (exact symbolic runs keep
-    their rational functions in lowest terms this way, so deep programs stay small)."""
-    if normalize is None:
-        trace = list(steps(program, tokens))
-        return Trace(program.unrolled(), tuple(step.state for step in trace),
-                     tuple(step.min_divisor for step in trace[1:]))
-    program = program.unrolled()
-    kinds = program.column_kinds(tokens.shape[-2])
-    state = initial_state(program, tokens)
-    states = [dict(state)]
-    min_divisors: list[float | None] = []
-    for op in program.ops:
-        state = dict(state)
-        state[op.dst] = normalize(apply_op(op, state, kinds))
-        states.append(state)
-        min_divisors.append(_smallest_divisor(op, states[-2]))
-    return Trace(program, tuple(states), tuple(min_divisors))
+    """Run every op in order (a loop unrolled) and keep the state after each (``steps``)."""
+    trace = list(steps(program, tokens, normalize))
+    return Trace(program.unrolled(), tuple(step.state for step in trace),
+                 tuple(step.min_divisor for step in trace[1:]))
 
 
 def _smallest_divisor(op: Op, state: dict[str, Array]) -> float | None:

@@ -8,7 +8,8 @@ import pytest
 
 from construct.algorithms.registry import get_algorithm
 from construct.cli.main import main
-from construct.cli.program_file import SOURCE, looks_like_file
+from construct.cli.program_file import looks_like_file
+from construct.model.checkpoint_format import PROGRAM_FILE_SOURCE
 from construct.language.parser import parse_program
 from construct.model.checkpoint import load_checkpoint
 from verify.check.integrity import Integrity, check_integrity
@@ -59,8 +60,8 @@ def test_example_compiles_and_records_its_program(tmp_path, capsys):
     checkpoint = load_checkpoint(out)
     assert checkpoint.program() == parse_program(EXAMPLE.read_text(encoding="utf-8"))
     record = checkpoint.algorithm
-    assert (record["name"], record["source"], record["file"]) == ("one-gd-step", SOURCE,
-                                                                  "one_gd_step.raw")
+    assert (record["name"], record["source"], record["file"]) == (
+        "one-gd-step", PROGRAM_FILE_SOURCE, "one_gd_step.raw")
     assert record["params"] == {"d": 2, "n": 1}
     assert check_integrity(checkpoint).status is Integrity.MATCH
 

@@ -34,7 +34,7 @@ import torch
 from tqdm import tqdm
 
 from construct.compiler.config import torch_dtype
-from construct.compiler.propagate import end_to_end_bound, initial_errors, propagated_bounds
+from construct.compiler.propagate import initial_errors, propagated_bounds
 from construct.language import interpreter
 from construct.model.assemble import CompiledModel, compile_program
 from construct.model.checkpoint import Checkpoint
@@ -114,8 +114,7 @@ def verify_model(compiled: CompiledModel, model: Transformer, algorithm: str,
             last_use[(name, writer)] = layer
     stats: dict[tuple[int, str], ErrorStat] = {}
     local: dict[int, ErrorStat] = {}
-    end_interp = ErrorStat("end-to-end: compiled vs interpreter",
-                           end_to_end_bound(compiled, dtype))
+    end_interp = ErrorStat("end-to-end: compiled vs interpreter", bounds[-1][program.output])
     reference = ErrorStat("closed form vs interpreter (float64)", 0.0)
     end_closed = ErrorStat("end-to-end: compiled vs closed form", 0.0)
     per_prefix = [ErrorStat(f"prefix {k}: compiled vs {'closed form' if closed else 'interpreter'}",
@@ -138,9 +137,9 @@ def verify_model(compiled: CompiledModel, model: Transformer, algorithm: str,
                            prior_column=program.prior_column)
         validate_tokens(tasks.tokens, program.d, config.input_bound, config.n_ctx,
                         program.prior_column)
-        exact = _check_batch(compiled, model, tasks, dtype, references_by_layer, last_use,
-                             bounds, input_errors, own_bounds, stats, local, columns)
-        prediction, exact = exact
+        prediction, exact = _check_batch(compiled, model, tasks, dtype, references_by_layer,
+                                         last_use, bounds, input_errors, own_bounds, stats,
+                                         local, columns)
         end_interp.update(prediction, exact)
         phases.lap("model, interpreter, layer checks")
         posterior_bound = torch.cat([
@@ -204,7 +203,7 @@ def _check_batch(compiled: CompiledModel, model: Transformer, tasks: Tasks, dtyp
     program = compiled.program
     kinds = program.column_kinds(tasks.tokens.shape[-2])
     versions: dict[tuple[str, int], torch.Tensor] = {}
-    wanted = {key for key in last_use}
+    wanted = set(last_use)
     assumptions = dict(program.assumptions)
     run = interpreter.steps(program, tasks.tokens)
     position = -2
