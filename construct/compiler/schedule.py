@@ -39,10 +39,11 @@ from __future__ import annotations
 import dataclasses
 
 from construct.language.check import is_mlp_op
-from construct.language.program import Aff, Div, Op, Program, ProgramError
+from construct.compiler.refusal import CompileRefusal, Refusal
+from construct.language.program import Aff, Div, Op, Program
 
 
-class ScheduleError(ProgramError):
+class ScheduleError(CompileRefusal):
     """The requested layer grouping breaks a data dependency or a LayerNorm constraint."""
 
 
@@ -132,7 +133,8 @@ def build_schedule(program: Program, mode: str = "packed",
     fused: set[int] = set()
     for i, op in enumerate(program.ops):
         if isinstance(op, Div) and op.dst == op.num:
-            raise ScheduleError(f"op {i + 1} (div -> {op.dst}): a div cannot overwrite its "
+            raise ScheduleError(Refusal.DIV_OVERWRITES_NUMERATOR,
+                                f"op {i + 1} (div -> {op.dst}): a div cannot overwrite its "
                                 "numerator (its MLP sees every row divided by |den|, so it "
                                 "cannot remove the old value); write the quotient elsewhere")
         mlp = is_mlp_op(op)
@@ -150,12 +152,14 @@ def build_schedule(program: Program, mode: str = "packed",
             wanted = 2 * explicit[i] + (1 if mlp else 0)
             if wanted < half and mode == "sequential":
                 raise ScheduleError(
+                    Refusal.SEQUENTIAL_GROUPS,
                     f"op {i + 1} ({type(op).__name__.lower()} -> {op.dst}): the sequential "
                     "schedule places one op per layer, but the program's explicit groups put "
                     f"it in layer {explicit[i] + 1} with an earlier op; use --schedule packed, "
                     "or give every op its own group")
             if wanted < half:
                 raise ScheduleError(
+                    Refusal.GROUP_NOT_READY,
                     f"op {i + 1} ({type(op).__name__.lower()} -> {op.dst}) cannot run in layer "
                     f"{explicit[i] + 1}: an input or an earlier write is not ready until half "
                     f"{half} (the divisor of a div must be computed in an earlier layer)")
@@ -173,6 +177,7 @@ def build_schedule(program: Program, mode: str = "packed",
                     break
                 if explicit is not None:
                     raise ScheduleError(
+                        Refusal.GROUP_LAYERNORM_CONFLICT,
                         f"op {i + 1} ({type(op).__name__.lower()} -> {op.dst}) shares layer "
                         f"{half // 2 + 1} with an op that needs LayerNorm at another scale "
                         "(mul needs the fixed scale; each div its own divisor)")

@@ -84,10 +84,13 @@ class ProgramBuilder:
     def dot(self, dst: str, left: str, right: str) -> str:
         return self.mul(dst, left, right, 1, self._size(left), 1)
 
-    def div(self, dst: str, num: str, den: str, min_abs: object = 1) -> str:
+    def div(self, dst: str, num: str, den: str, min_abs: object = None) -> str:
+        """``dst = num / |den|``; ``min_abs`` declares ``|den| >= min_abs`` (checked by
+        ``rawc verify`` on every task); without it the compiler must prove a floor."""
         n = self._slots[num] if num in self._slots else Slot(num, 1)
         self._declare(dst, n.rows, n.cols)
-        return self._add(Div(dst, num, den, to_fraction(min_abs)))
+        floor = None if min_abs is None else to_fraction(min_abs)
+        return self._add(Div(dst, num, den, floor))
 
     def aff(self, dst: str, terms: dict[str, object] | None = None, bias: object = None,
             rows: int | None = None, cols: int = 1) -> str:

@@ -116,7 +116,7 @@ def _check_shapes(index: int, op: Op, slots: dict) -> None:
             if slots[num].size != dst.size:
                 raise _fail(index, op, f"shape mismatch: {num!r} is {slots[num].shape_text}, "
                                         f"{op.dst!r} is {dst.shape_text}")
-            if min_abs <= 0:
+            if min_abs is not None and min_abs <= 0:
                 raise _fail(index, op, f"declared |{den}| lower bound must be > 0, got {min_abs}")
         case Aff(terms=terms, bias=bias):
             if not terms and bias is None:

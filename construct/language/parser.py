@@ -19,7 +19,8 @@ Native style (what ``construct.language.printer`` writes)::
                                   col(K), mean(KIND) are accepted too
     DST = mul LEFT RIGHT AxBxC    LEFT read as A x B, RIGHT as B x C
     DST = dot LEFT RIGHT          mul with shape 1 x size(LEFT) x 1
-    DST = div NUM DEN [min EXPR]  NUM / |DEN|, the bound |DEN| >= EXPR (default 1)
+    DST = div NUM DEN [min EXPR]  NUM / |DEN|, declaring |DEN| >= EXPR (checked per task by
+                                  verify); without it the compiler proves a floor or refuses
     DST = aff [±] SRC * COEF ± ... [± bias [v, ...]]
                                   COEF: a matrix [[..], ..] or a product-level expression s
                                   meaning s * I (put sums in parentheses: + separates terms)

@@ -72,7 +72,7 @@ def op_text(op: Op) -> str:
         case Mul(dst=dst, left=left, right=right, a=a, b=b, c=c):
             return f"{dst} = mul {left} {right} {a}x{b}x{c}"
         case Div(dst=dst, num=num, den=den, min_abs=min_abs):
-            bound = "" if min_abs == 1 else f" min {number_text(min_abs)}"
+            bound = "" if min_abs is None else f" min {number_text(min_abs)}"
             return f"{dst} = div {num} {den}{bound}"
         case Aff(dst=dst, terms=terms, bias=bias):
             parts = [f"{src} * {coefficient_text(matrix)}" for src, matrix in terms]

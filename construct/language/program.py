@@ -13,7 +13,8 @@ Operations (reference ``raw-constructions.md`` section 1.2, with one fixed conve
 - ``mul(dst, left, right, a, b, c)``: ``left`` read as an ``a x b`` matrix, ``right`` as
   ``b x c``; ``dst = left @ right`` (``a x c``). ``dot`` is ``a = c = 1``.
 - ``div(dst, num, den, min_abs)``: ``dst = num / |den|`` with a scalar ``den``; ``min_abs`` is
-  the declared lower bound on ``|den|`` that the LayerNorm construction relies on.
+  the declared lower bound on ``|den|`` that the LayerNorm construction relies on (``None``:
+  undeclared, the compiler must prove one, ``construct.compiler.intervals``).
 - ``aff(dst, terms, bias)``: ``dst = sum_k W_k src_k + bias``.
 
 Coefficients are exact ``Fraction`` values, so the same program runs on floats and on sympy.
@@ -185,7 +186,7 @@ class Div:
     dst: str
     num: str
     den: str
-    min_abs: Fraction = Fraction(1)
+    min_abs: Fraction | None = None  # declared |den| floor; None: the compiler proves one
 
     @property
     def reads(self) -> tuple[str, ...]:

@@ -17,13 +17,15 @@ from construct.compiler import error_models as errors
 from construct.compiler.config import DTYPES, CompileConfig
 from construct.compiler.layout import LN_ROWS, Layout, allocate
 from construct.compiler.fusion import SELF, layer_forms
+from construct.compiler.intervals import check_constants, check_magnitudes, resolve_divisors
 from construct.compiler.propagate import end_to_end_bound
+from construct.compiler.refusal import CompileRefusal, Refusal
 from construct.targets.paper.attention import AttentionHalf, affine_size, lower_attention, row_bounds
 from construct.targets.paper.mlp import lower_mlp
 from construct.targets.architecture import Activation, ModelShape
 from construct.targets.paper.layer_norm import LayerNormUse, layer_norm_use
 from construct.targets.paper.positions import position_table
-from construct.language.program import Div, Program, ProgramError
+from construct.language.program import Div, Program
 from construct.compiler.schedule import Schedule, build_schedule
 
 
@@ -116,13 +118,16 @@ def compile_program(program: Program, config: CompileConfig | None = None) -> Co
     iteration's bounds, so the iterations lower to identical layers, stored once."""
     config = config or CompileConfig()
     if not program.ops:
-        raise ProgramError(f"program {program.name!r} has no operations: a checkpoint needs at "
-                           "least one layer (give it an op, e.g. `o = mov x prev`)")
-    source, program = program, program.unrolled()
+        raise CompileRefusal(Refusal.NO_OPERATIONS,
+                             f"program {program.name!r} has no operations: a checkpoint needs at "
+                             "least one layer (give it an op, e.g. `o = mov x prev`)")
+    check_constants(program)
+    source, program = program, resolve_divisors(program, config.input_bound).unrolled()
     shared = source.loop is not None and config.form == "shared"
     schedule = build_schedule(program, config.schedule, _loop_barriers(source, config))
     layout = allocate(program, schedule)
     bounds = analysis.magnitude_bounds(program, config.input_bound)
+    check_magnitudes(program, bounds.results)
     if shared:
         loop = source.loop
         bounds = bounds.uniform_over_loop(loop.start, loop.length, loop.times)
@@ -196,13 +201,15 @@ def _share_loop(source: Program, schedule: Schedule, shape: ModelShape,
     total = schedule.n_layers
     starts = [schedule.layer_of(loop.start + j * loop.length) for j in range(loop.times)]
     if starts != [first + j * length for j in range(loop.times)]:
-        raise ValueError(f"loop iterations start at layers {starts}, not every {length}")
+        raise CompileRefusal(Refusal.LOOP_NOT_UNIFORM,
+                             f"loop iterations start at layers {starts}, not every {length}")
     for j in range(1, loop.times):
         for offset in range(length):
             a, b = f"blocks.{first + offset}.", f"blocks.{first + j * length + offset}."
             for name in (k for k in weights if k.startswith(a)):
                 if not np.array_equal(weights[name], weights[b + name[len(a):]]):
-                    raise ValueError(f"loop iteration {j + 1} does not lower to the same "
+                    raise CompileRefusal(Refusal.LOOP_NOT_UNIFORM,
+                                         f"loop iteration {j + 1} does not lower to the same "
                                      f"weights as the first ({b + name[len(a):]})")
     keep = list(range(first + length)) + list(range(first + loop.times * length, total))
     renamed = {f"blocks.{old}.": f"blocks.{new}." for new, old in enumerate(keep)}

@@ -191,7 +191,7 @@ def test_round_trip_declared_bounds():
     text = program_text(program)
     assert parse_program(text) == program
     lines = text.splitlines()
-    assert lines[lines.index("right = div outer den") + 1] == "assume |right| <= 2"
+    assert lines[lines.index("right = div outer den min 1") + 1] == "assume |right| <= 2"
     assert lines[-1] == f"assume |pred| <= {program.assumptions[-1][1]}"
 
 
@@ -285,7 +285,8 @@ def test_appendix_b(d):
     assert size[program.ops[2].dst] == d * d and size[program.ops[8].dst] == d * d
     assert program.ops[8] == Div(f"r{2 + 4 * d + 2 * d * d}_{2 + 4 * d + 3 * d * d}",
                                  f"r{1 + 4 * d + d * d}_{1 + 4 * d + 2 * d * d}",
-                                 f"r{1 + 4 * d + 2 * d * d}_{2 + 4 * d + 2 * d * d}")
+                                 f"r{1 + 4 * d + 2 * d * d}_{2 + 4 * d + 2 * d * d}",
+                                 Fraction(1))  # the paper style declares div_min, default 1
     got, x1, y1, x2 = _predict(program, d, seed=d)
     w_new = np.linalg.solve(0.5 * np.eye(d) + np.outer(x1, x1), x1 * y1)
     assert got == pytest.approx(w_new @ x2, rel=1e-9)

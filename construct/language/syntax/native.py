@@ -202,7 +202,7 @@ class Native:
 
     def div(self, cur: Cursor, dst: str, reads: list[Token]) -> Op:
         num, den = self.read(cur, reads), self.read(cur, reads)
-        bound = Fraction(1)
+        bound = None  # the compiler proves a floor, or refuses (construct.compiler.intervals)
         if cur.accept("min"):
             tok = cur.peek()
             if (bound := self.ctx.number(cur)) <= 0:
