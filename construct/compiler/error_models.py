@@ -155,16 +155,18 @@ def gelu_product_rounding(inner: int, left_bound: float, right_bound: float,
 
 
 def layernorm_shift_rounding(inner: int, left_bound: float, right_bound: float, scale: float,
-                             mean_count: float) -> dict[str, float]:
+                             mean_count: float) -> tuple[dict[str, float], dict[str, float]]:
     """Absolute rounding a GeLU product suffers from LayerNorm's mean subtraction, per dtype,
-    with ``|mu| <= mean_count * u`` (see *LayerNorm mean shift*)."""
-    out = {}
+    with ``|mu| <= mean_count * u`` (see *LayerNorm mean shift*), in two parts: the one
+    proportional to the operands read (``2 A B``), which shrinks with them, and the one from
+    the mean itself (``|mu| (A + B)``), which the pads fix whatever the operands hold."""
+    operands, mean_part = {}, {}
     for dtype in ("float64", "float32"):
         u = unit_roundoff(dtype)
-        mean = mean_count * u
-        out[dtype] = (4 * inner * math.sqrt(math.pi / 2) * u
-                      * (2 * left_bound * right_bound + mean * (left_bound + right_bound)) / scale)
-    return out
+        factor = 4 * inner * math.sqrt(math.pi / 2) * u / scale
+        operands[dtype] = factor * 2 * left_bound * right_bound
+        mean_part[dtype] = factor * mean_count * u * (left_bound + right_bound)
+    return operands, mean_part
 
 
 def layernorm_shift_pass_through(mean_count: float, gain: float = 1.0) -> dict[str, float]:

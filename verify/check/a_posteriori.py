@@ -66,8 +66,9 @@ def a_posteriori_bounds(program: Program, tokens: torch.Tensor,
         the column being differentiated (the gradient itself is not kept)."""
         def hook(grad: torch.Tensor) -> None:
             bound[:, column[0]] += (grad.abs() * weight).flatten(1).sum(-1)
-        if value.requires_grad:
-            value.register_hook(hook)
+        if not value.requires_grad:  # a constant (a bias alone): its error still reaches out
+            value = value.detach().requires_grad_()
+        value.register_hook(hook)
         return value
 
     with torch.enable_grad():

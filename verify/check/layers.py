@@ -9,7 +9,9 @@ from __future__ import annotations
 import torch
 
 from construct.compiler.fusion import folded_inputs
+from construct.compiler.propagate import propagated_bounds
 from construct.language import interpreter
+from construct.language.program import Div
 from construct.model.assemble import CompiledModel
 from construct.model.transformer import LayerStep, decode
 from verify.check.stats import ErrorStat
@@ -46,12 +48,24 @@ def rolled_index(compiled: CompiledModel, index: int) -> int:
 
 def local_bounds(compiled: CompiledModel, dtype: str) -> tuple[float, ...]:
     """Each op's bound for the model's own inputs: its own error model, plus, for an affine
-    map folded into its layer, ``|W_t|_inf`` times the bound of each folded input."""
+    map folded into its layer, ``|W_t|_inf`` times the bound of each folded input.
+
+    An error model is written at the magnitudes its reads have exactly; a read that is exactly
+    zero (``aff s * 0``) makes it claim exactness, yet the rows still hold the errors made
+    before (the leak of an earlier clear), and what the op makes of them is no longer its own
+    error. There the bound is the whole propagated error of the result plus the same
+    inherited part again (``|op(read) - op(exact)|`` is what propagation charges for it)."""
+    program = compiled.program
+    propagated = propagated_bounds(compiled, dtype)
     out: list[float] = []
-    for i in range(len(compiled.program.ops)):
+    for i, op in enumerate(program.ops):
         inherited = sum(weight * out[j]
-                        for j, weight in folded_inputs(compiled.program, compiled.schedule, i))
-        out.append(compiled.errors[i].total(dtype) + inherited)
+                        for j, weight in folded_inputs(program, compiled.schedule, i))
+        own = compiled.errors[i].total(dtype)
+        bound = own + inherited
+        if any(compiled.bounds.before[i][name] == 0 for name in op.reads):
+            bound = max(bound, 2 * propagated[i][op.dst] - own)
+        out.append(bound)
     return tuple(out)
 
 
@@ -76,7 +90,10 @@ def check_ops_in_layer(compiled: CompiledModel, step: LayerStep, kinds: tuple[st
             if fused and name in in_layer:
                 state[name] = in_layer[name]
             else:
-                residual = step.middle if in_mlp and not fused else step.start
+                # A div's divisor sets its LayerNorm scale from the attention half's input (the
+                # same half may then clear those rows, when the quotient overwrites it).
+                divisor = isinstance(op, Div) and name == op.den
+                residual = step.middle if in_mlp and not fused and not divisor else step.start
                 state[name] = decode(residual, layout.rows(name)).double()
         size = program.slot_map[op.dst].size
         state.setdefault(op.dst, torch.zeros(step.start.shape[:-1] + (size,),

@@ -27,7 +27,8 @@ class ErrorStat:
     count: int = 0
 
     def update(self, value: torch.Tensor, reference: torch.Tensor) -> None:
-        err = (value.double() - reference.double()).abs()
+        # A NaN is no error bound's friend: ``max(0.0, nan)`` is 0.0, so it counts as inf.
+        err = (value.double() - reference.double()).abs().nan_to_num(nan=torch.inf)
         self.max_abs = max(self.max_abs, float(err.max()))
         self.sum_abs += float(err.sum())
         self.max_ref = max(self.max_ref, float(reference.abs().max()))
@@ -62,7 +63,8 @@ class RatioStat:
     count: int = 0
 
     def update(self, observed: torch.Tensor, bound: torch.Tensor, scale: torch.Tensor) -> None:
-        observed, bound = observed.double().abs(), bound.double()
+        observed = observed.double().abs().nan_to_num(nan=torch.inf)
+        bound = bound.double().nan_to_num(nan=torch.inf)
         ratio = torch.where(bound > 0, observed / bound.clamp(min=1e-300),
                             torch.where(observed > 0, torch.inf, 0.0))
         self.worst_ratio = max(self.worst_ratio, float(ratio.max()))

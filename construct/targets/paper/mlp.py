@@ -155,12 +155,16 @@ def lower_mlp(program: Program, schedule: Schedule, layer_index: int,
             scaled = (errors.ScaledPart({dtype: remainder for dtype in DTYPES}, 4),
                       errors.ScaledPart({dtype: relative for dtype in DTYPES}, 2),
                       errors.ScaledPart(errors.per_dtype(unit_rounding), 1))
-            shift = (errors.layernorm_shift_rounding(op.b, left_bound, right_bound,
-                                                     config.mul_scale, mean_count)
-                     if uses_ln else errors.per_dtype(0.0))
-            # LayerNorm's mean-shift rounding is kappa times input errors 4u(|a| + |mu|):
-            # at most linear in the magnitudes read (s <= 1 by the analysis bounds).
-            scaled += (errors.ScaledPart(dict(shift), 1),)
+            operand_shift, mean_shift = (
+                errors.layernorm_shift_rounding(op.b, left_bound, right_bound,
+                                                config.mul_scale, mean_count)
+                if uses_ln else (errors.per_dtype(0.0), errors.per_dtype(0.0)))
+            shift = {dtype: operand_shift[dtype] + mean_shift[dtype] for dtype in DTYPES}
+            # LayerNorm's mean-shift rounding is kappa times input errors 4u(|a| + |mu|): the
+            # |a| part is linear in the magnitudes read (s <= 1 by the analysis bounds); the
+            # |mu| part is set by the pads and stays whatever the operands are (a product of
+            # zeros still reads a - mu: rawc fuzz found it under an a-posteriori bound).
+            scaled += (errors.ScaledPart(operand_shift, 1),)
             mechanism = "GeLU product" + (" through fixed-scale LayerNorm" if uses_ln else "")
         elif isinstance(op, Div):
             gain = float(op.min_abs) / (before[op.num] or 1.0)

@@ -1,0 +1,216 @@
+"""The differential oracle: one program, every way it can be compiled, against the interpreter.
+
+For every target (``targets_for``: schedule x form x dtype, the paper target) the program is
+compiled and run by ``verify.check.runner.verify_model`` on random tasks inside the declared
+input bound, with no closed form: every op against the interpreter on the model's own inputs,
+every live slot after every layer against the propagated bound, the output at every prefix
+end to end, and each task against its a-posteriori bound. Each run ends in one ``Outcome``:
+
+- ``AGREE``: every error within its finite bound (the end-to-end ``observed / bound`` is kept
+  for the tightness report);
+- ``NO_GUARANTEE``: no error beyond a finite bound, but some bound is infinite: not an
+  agreement;
+- ``DISAGREE``: an error beyond the checkpoint's own finite bound (a silent miscompile);
+- ``REFUSED``: a ``CompileRefusal``, whose named reason is then checked against the program
+  (``refusal_is_true``); a reason that is not true is a ``DISAGREE``;
+- ``CRASHED``: any other exception.
+
+Two checks do not compile: the text front end (``parse_program(program.text()) == program``)
+and, on small programs, the interpreter's float64 run against its exact run on sympy
+rationals (``EXACT_TOLERANCE`` relative to the output's magnitude bound).
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+import traceback
+
+import numpy as np
+import sympy
+import torch
+
+from construct.compiler import analysis
+from construct.compiler.config import CompileConfig, torch_dtype
+from construct.compiler.intervals import MAX_MAGNITUDE, resolve_divisors
+from construct.compiler.refusal import CompileRefusal, Refusal
+from construct.language import interpreter
+from construct.language.parser import parse_program
+from construct.language.program import Div, Program
+from construct.model.assemble import compile_program
+from construct.model.transformer import Transformer
+from verify.check.runner import verify_model
+from verify.tasks import make_tasks
+
+EXACT_TOLERANCE = 1e-9
+N_EXAMPLES = 3  # x1 y1 x2 y2 x3 y3 x_q: seven columns, so `col 4` and `back 3` read real ones
+EXACT_MAX_OPS = 12
+
+
+class Outcome(enum.Enum):
+    AGREE = "agree"
+    NO_GUARANTEE = "no guarantee (an infinite bound)"
+    DISAGREE = "disagree beyond bound"
+    REFUSED = "refused"
+    CRASHED = "crashed"
+
+    @property
+    def failed(self) -> bool:
+        return self in (Outcome.DISAGREE, Outcome.CRASHED)
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """One way to compile a program (``target`` is the MLP family: ``paper`` only, so far)."""
+
+    schedule: str
+    form: str
+    dtype: str
+    target: str = "paper"
+
+    def config(self) -> CompileConfig:
+        return CompileConfig.for_dtype(self.dtype, schedule=self.schedule, form=self.form)
+
+    @property
+    def label(self) -> str:
+        return f"{self.target}/{self.schedule}/{self.form}/{self.dtype}"
+
+
+FRONT_END = Target("-", "-", "-", "front-end")
+EXACT = Target("-", "-", "float64", "interpreter-exact")
+
+
+@dataclasses.dataclass(frozen=True)
+class Trial:
+    """What happened to one program under one target."""
+
+    target: Target
+    outcome: Outcome
+    reason: str = ""  # the refusal's name, the failing check, or the exception
+    ratio: float | None = None  # end-to-end observed / bound, for an agreement
+
+    def to_json(self) -> dict[str, object]:
+        return {"target": self.target.label, "outcome": self.outcome.name,
+                "reason": self.reason, "ratio": self.ratio}
+
+
+def targets_for(program: Program) -> tuple[Target, ...]:
+    forms = ("stacked", "shared") if program.loop is not None else ("stacked",)
+    return tuple(Target(schedule, form, dtype) for schedule in ("packed", "sequential")
+                 for form in forms for dtype in ("float64", "float32"))
+
+
+def check_program(program: Program, tasks: int = 8, seed: int = 0) -> tuple[Trial, ...]:
+    """Every trial of ``program``: the front end, the exact interpreter, every target."""
+    trials = [_guarded(FRONT_END, lambda: _front_end(program))]
+    if len(program.unrolled().ops) <= EXACT_MAX_OPS:
+        trials.append(_guarded(EXACT, lambda: _exact_interpreter(program, seed)))
+    for target in targets_for(program):
+        trials.append(_guarded(target, lambda t=target: _compiled(program, t, tasks, seed)))
+    return tuple(trials)
+
+
+def _guarded(target: Target, run) -> Trial:
+    try:
+        return run()
+    except CompileRefusal as refusal:
+        return Trial(target, Outcome.CRASHED, f"refused outside compilation: {refusal}")
+    except Exception as exc:  # noqa: BLE001 - any other exception is the finding
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        return Trial(target, Outcome.CRASHED,
+                     f"{type(exc).__name__}: {exc} (at {where.filename.split('/')[-1]}:"
+                     f"{where.lineno})")
+
+
+def _front_end(program: Program) -> Trial:
+    again = parse_program(program.text())
+    if again != program:
+        return Trial(FRONT_END, Outcome.DISAGREE, "parse(text(p)) != p")
+    return Trial(FRONT_END, Outcome.AGREE)
+
+
+def _exact_interpreter(program: Program, seed: int) -> Trial:
+    """The float64 interpreter against the same interpreter on sympy rationals (one task)."""
+    tasks = make_tasks(program.d, 1, 4.0, seed, n_examples=N_EXAMPLES,
+                       prior_column=program.prior_column)
+    tokens = tasks.tokens[0]
+    floating = interpreter.run(program, tokens).final[program.output].numpy()
+    exact_tokens = np.vectorize(sympy.Rational, otypes=[object])(tokens.numpy())
+    exact = interpreter.run(program, exact_tokens).final[program.output]
+    exact = np.array([[complex(v).real if v.is_finite else np.nan for v in row]
+                      for row in exact])
+    undefined = np.isnan(exact)  # a division by zero on this task: no value to compare
+    if not np.array_equal(undefined, ~np.isfinite(floating)):
+        return Trial(EXACT, Outcome.DISAGREE, "float64 and exact runs differ in where the "
+                                              "value is undefined")
+    exact, floating = exact[~undefined], floating[~undefined]
+    if exact.size == 0:
+        return Trial(EXACT, Outcome.AGREE)
+    scale = max(1.0, float(np.abs(exact).max()))
+    error = float(np.abs(floating - exact).max())
+    if not error <= EXACT_TOLERANCE * scale:
+        return Trial(EXACT, Outcome.DISAGREE, f"float64 vs exact: {error:.3g} at scale {scale:.3g}")
+    return Trial(EXACT, Outcome.AGREE)
+
+
+def _compiled(program: Program, target: Target, tasks: int, seed: int) -> Trial:
+    config = target.config()
+    try:
+        compiled = compile_program(program, config)
+    except CompileRefusal as refusal:
+        problem = refusal_problem(program, config, refusal)
+        if problem:
+            return Trial(target, Outcome.DISAGREE,
+                         f"refused as {refusal.reason.name}, which is not true: {problem}")
+        return Trial(target, Outcome.REFUSED, refusal.reason.name)
+    model = Transformer(compiled.shape, compiled.weights, torch_dtype(target.dtype))
+    report = verify_model(compiled, model, "fuzz", {"n": N_EXAMPLES}, closed=False,
+                          dtype=target.dtype, device=torch.device("cpu"), trials=tasks,
+                          seed=seed, batch=tasks, scale=2.0)
+    beyond = [row for row in report["rows"] if not row["ok"] and row["bound"] < math.inf]
+    if beyond:
+        row = max(beyond, key=lambda r: r["max_abs"] / max(r["bound"], 1e-300))
+        return Trial(target, Outcome.DISAGREE, f"{row['check']}: error {row['max_abs']:.3g} > "
+                                               f"bound {row['bound']:.3g}")
+    posterior = report["a_posteriori"]
+    if not posterior["ok"] and posterior["max_bound"] < math.inf:
+        return Trial(target, Outcome.DISAGREE,
+                     f"a-posteriori bound exceeded {posterior['worst_ratio']:.3g}-fold")
+    end = next(r for r in report["rows"] if r["check"].startswith("end-to-end"))
+    if any(not row["bound"] < math.inf for row in report["rows"]):
+        return Trial(target, Outcome.NO_GUARANTEE, "an infinite bound")
+    ratio = end["max_abs"] / end["bound"] if end["bound"] > 0 else \
+        (0.0 if end["max_abs"] == 0 else math.inf)
+    return Trial(target, Outcome.AGREE, ratio=ratio)
+
+
+def refusal_problem(program: Program, config: CompileConfig, refusal: CompileRefusal) -> str:
+    """Why the refusal's reason is *not* true of ``program`` ("" when it is)."""
+    ops = program.unrolled().ops
+    groups = program.groups
+    match refusal.reason:
+        case Refusal.NO_OPERATIONS:
+            return "" if not program.ops else f"it has {len(program.ops)} ops"
+        case Refusal.DIV_OVERWRITES_NUMERATOR:
+            return "" if any(isinstance(op, Div) and op.dst == op.num for op in ops) \
+                else "no div writes its numerator"
+        case Refusal.SEQUENTIAL_GROUPS:
+            return "" if config.schedule == "sequential" and groups and \
+                any(len(g) > 1 for g in groups) else "no explicit group of several ops"
+        case Refusal.GROUP_NOT_READY | Refusal.GROUP_LAYERNORM_CONFLICT:
+            return "" if groups is not None else "the program has no explicit groups"
+        case Refusal.LOOP_NOT_UNIFORM:
+            return "" if program.loop is not None and config.form == "shared" \
+                else "no weight-shared loop"
+        case Refusal.DIVISOR_MAY_BE_ZERO:
+            return "" if any(isinstance(op, Div) and op.min_abs is None for op in ops) \
+                else "every divisor declares its floor"
+        case Refusal.DIVISOR_BELOW_DECLARED:
+            return "" if any(isinstance(op, Div) and op.min_abs is not None for op in ops) \
+                else "no divisor declares a floor"
+        case Refusal.OUT_OF_RANGE:
+            resolved = resolve_divisors(program, config.input_bound).unrolled()
+            bounds = analysis.magnitude_bounds(resolved, config.input_bound)
+            return "" if max(bounds.results) > MAX_MAGNITUDE else \
+                f"its largest magnitude bound is {max(bounds.results):.3g}"
+    return f"unknown reason {refusal.reason}"
