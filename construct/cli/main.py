@@ -1,4 +1,4 @@
-"""The ``rawc`` command line: list, compile, verify, explain, prove, docs, bench."""
+"""The ``rawc`` command line: list, compile, verify, explain, prove, docs, bench, fuzz."""
 from __future__ import annotations
 
 import argparse
@@ -269,8 +269,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="the rows as JSON instead of a table")
     p.set_defaults(run=_cmd_bench)
 
+    from construct.cli.fuzz import add_fuzz_parser  # rawc fuzz: verify.fuzz
     from construct.cli.train import add_train_parser  # rawc train-lsa: verify.training
 
+    add_fuzz_parser(sub)
     add_train_parser(sub)
     return parser
 

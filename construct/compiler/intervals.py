@@ -169,7 +169,15 @@ def divisor_floors(program: Program, input_bound: float) -> dict[int, float]:
                     f"it in [{lo:.6g}, {hi:.6g}]); declare the floor the algorithm guarantees "
                     f"(`div {op.num} {op.den} min m`), which rawc verify then checks per task")
             floors[index] = floor
-        box = _apply(op, boxes, floor)
+        with np.errstate(over="ignore", invalid="ignore"):
+            box = _apply(op, boxes, floor)
+        reach = float(max(np.abs(box.lo).max(initial=0.0), np.abs(box.hi).max(initial=0.0)))
+        if not reach <= MAX_MAGNITUDE and index not in declared:
+            raise CompileRefusal(Refusal.OUT_OF_RANGE,
+                                 f"{_name(index, op)}: its values may reach {reach:.3g} "
+                                 f"(inputs |v| <= B), beyond {MAX_MAGNITUDE:.0e}, which the "
+                                 "weights cannot carry; declare a tighter bound (assume) or a "
+                                 "smaller input bound")
         if index in declared:
             cap = declared[index]
             box = Box(np.clip(box.lo, -cap, cap), np.clip(box.hi, -cap, cap))

@@ -55,6 +55,7 @@ import dataclasses
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
@@ -158,11 +159,17 @@ def write_atomically(tensors: dict[str, torch.Tensor], path: str,
                      metadata: dict[str, str]) -> None:
     """``save_file`` to a temporary name in ``path``'s directory, then rename over ``path``:
     a failure leaves nothing half-written."""
+    replace_atomically(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+
+
+def replace_atomically(path: str, write: Callable[[str], None]) -> None:
+    """``write(tmp)`` to a temporary name in ``path``'s directory, then rename it over
+    ``path``: a failure leaves nothing half-written."""
     directory = os.path.dirname(os.path.abspath(path))
     handle, tmp = tempfile.mkstemp(dir=directory, prefix=".rawc-", suffix=".tmp")
     os.close(handle)
     try:
-        save_file(tensors, tmp, metadata=metadata)
+        write(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

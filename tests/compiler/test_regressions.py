@@ -71,3 +71,106 @@ def test_sequential_with_a_shared_group_names_the_schedule():
     with pytest.raises(ScheduleError, match="sequential schedule places one op per layer"):
         compile_program(program, CompileConfig(schedule="sequential"))
     compile_program(program, CompileConfig(schedule="packed"))
+
+
+# ---------------------------------------------------------------- found by rawc fuzz (issue 16)
+from construct.compiler.refusal import CompileRefusal, Refusal  # noqa: E402
+from verify.check.stats import ErrorStat  # noqa: E402
+from verify.fuzz.generator import KEYWORD_NAMES  # noqa: E402
+from verify.fuzz.oracle import Outcome, check_program  # noqa: E402
+
+
+def _outcomes(text: str) -> set[Outcome]:
+    return {t.outcome for t in check_program(parse_program(text))}
+
+
+def test_a_div_into_its_own_divisor_is_checked_on_the_divisor_it_read():
+    """Was: the own-error check read the divisor after the attention half had cleared its rows
+    for the quotient, divided by 0 and reported an infinite error against 6e-15."""
+    text = ("program p\nd 1\nslot x 1\nslot y 1\nslot pi 1\nslot s1 1\nslot s4 1\ninput x y\n"
+            "output s4\nprior pi [1/2]\ns1 = mul pi pi 1x1x1\npi = aff pi * 2 + bias [1/4]\n"
+            "pi = div s1 pi\ns4 = mov pi self\n")
+    assert _outcomes(text) == {Outcome.AGREE}
+
+
+def test_an_exactly_zero_read_still_bounds_the_rows_it_reads():
+    """Was: ``s2 = 0 * s2`` leaves the leak of clearing the prior value (1e-28) in its rows;
+    the mov's own bound, written at magnitude 0, was 0 and the mean read's 1.9e-56 failed."""
+    text = ("program p\nd 1\nslot x 1\nslot y 1\nslot s2 1\nslot s3 1\ninput x y\noutput s3\n"
+            "prior s2 [-3/4]\ns2 = aff s2 * 0\nrepeat 2\ns3 = mov s2 mean(y)\nend repeat\n")
+    assert _outcomes(text) == {Outcome.AGREE}
+
+
+def test_a_constant_output_has_an_a_posteriori_bound():
+    """Was: RuntimeError in autograd, the output (a bias alone) needing no gradient."""
+    text = HEADER.replace("slot a 1\nslot b 1\nslot o 1\n", "slot o 1\n") + \
+        "output o\no = aff bias [1/3]\n"
+    assert _outcomes(text) == {Outcome.AGREE}
+
+
+def test_a_product_of_zeros_keeps_layernorms_mean_shift_in_its_a_posteriori_bound():
+    """Was: in float32 the product's LayerNorm mean-shift rounding (set by the pads, not by the
+    operands) was scaled away where the operands are 0: observed 3.6e-7 over a bound of
+    9.7e-8."""
+    text = ("program p\nd 1\nslot x 1\nslot y 1\nslot s2 1\nslot s3 1\nslot den 1\nslot q 1\n"
+            "slot on 1\nslot o 1\ninput x y\noutput o\nprior s2 [-1/2]\n"
+            "s3 = mul s2 s2 1x1x1\nden = aff s3 * 3/2 + bias [1/4]\nq = div s2 den\n"
+            "on = mul s3 s3 1x1x1\no = mul on s2 1x1x1\n")
+    assert _outcomes(text) == {Outcome.AGREE}
+    compiled = compile_program(parse_program(text), __import__(
+        "construct.compiler.config", fromlist=["CompileConfig"]).CompileConfig.for_dtype("float32"))
+    product = compiled.errors[-1]
+    assert product.mechanism.startswith("GeLU product through fixed-scale LayerNorm")
+    assert product.at_magnitude("float32", 0.0) > 0
+
+
+@pytest.mark.parametrize("constant", ["1e300", "1e200"])
+def test_constants_past_the_range_are_refused_by_name(constant):
+    """Was: OverflowError (1e300) and ZeroDivisionError (1e200) inside the lowering."""
+    program = parse_program(HEADER + f"output o\na = aff x * {constant}\no = mul a a 1x1x1\n")
+    with pytest.raises(CompileRefusal, match="beyond 1e\\+100") as refused:
+        compile_program(program)
+    assert refused.value.reason is Refusal.OUT_OF_RANGE
+
+
+def test_magnitudes_past_the_range_are_refused_by_name():
+    squares = "".join("a = mul a a 1x1x1\n" for _ in range(9))
+    program = parse_program(HEADER + "output a\na = aff x * 4\n" + squares)
+    with pytest.raises(CompileRefusal, match="op 8 .*may reach 1.34e\\+154") as refused:
+        compile_program(program)
+    assert refused.value.reason is Refusal.OUT_OF_RANGE
+
+
+def test_a_divisor_that_can_be_zero_is_refused_by_name():
+    """Was: compiled without a word (the floor defaulted to 1 and nothing checked it)."""
+    program = parse_program(HEADER + "output o\na = mov y prev\no = div x a\n")
+    with pytest.raises(CompileRefusal, match=r"op 2 \(div -> o\): cannot prove \|a\| > 0") as e:
+        compile_program(program)
+    assert e.value.reason is Refusal.DIVISOR_MAY_BE_ZERO
+    declared = parse_program(HEADER + "output o\na = mov y prev\no = div x a min 1/2\n")
+    compile_program(declared)  # declared: an assumption rawc verify checks per task
+    proven = parse_program(HEADER + "output o\nb = mul y y 1x1x1\na = aff b * 1 + bias [1/2]\n"
+                                    "o = div x a\n")
+    assert compile_program(proven).program.ops[-1].min_abs == pytest.approx(0.5, rel=1e-8)
+
+
+def test_a_declared_floor_no_input_can_reach_is_refused():
+    program = parse_program(HEADER + "output o\na = aff bias [1/4]\no = div x a min 1\n")
+    with pytest.raises(CompileRefusal) as refused:
+        compile_program(program)
+    assert refused.value.reason is Refusal.DIVISOR_BELOW_DECLARED
+
+
+def test_a_nan_error_is_never_within_a_bound():
+    """Was: ``max(0.0, nan)`` is 0.0, so a NaN output passed every bound."""
+    stat = ErrorStat("end-to-end", 1.0)
+    stat.update(torch.tensor([float("nan"), 0.5]), torch.tensor([0.0, 0.5]))
+    assert not stat.ok
+
+
+@pytest.mark.parametrize("name", [n for n in KEYWORD_NAMES if n not in ("x", "y")])
+def test_every_keyword_like_name_works_as_a_divisor(name):
+    """Known failure 2: a divisor slot named `mul` compiled as a multiply layer."""
+    text = (f"program p\nd 1\nslot x 1\nslot y 1\nslot {name} 1\nslot o 1\ninput x y\n"
+            f"output o\n{name} = aff bias [2]\no = div y {name}\n")
+    assert _outcomes(text) == {Outcome.AGREE}

@@ -6,6 +6,9 @@ only running statistics (``verify.check.stats``), so a verification streams laye
 """
 from __future__ import annotations
 
+import dataclasses
+import math
+
 import torch
 
 from construct.compiler.fusion import folded_inputs
@@ -46,31 +49,60 @@ def rolled_index(compiled: CompiledModel, index: int) -> int:
     return index - (loop.times - 1) * loop.length
 
 
-def local_bounds(compiled: CompiledModel, dtype: str) -> tuple[float, ...]:
-    """Each op's bound for the model's own inputs: its own error model, plus, for an affine
-    map folded into its layer, ``|W_t|_inf`` times the bound of each folded input.
+@dataclasses.dataclass(frozen=True)
+class LocalBound:
+    """What op ``i`` is held to on the model's own inputs (``check_ops_in_layer``).
 
-    An error model is written at the magnitudes its reads have exactly; a read that is exactly
-    zero (``aff s * 0``) makes it claim exactness, yet the rows still hold the errors made
-    before (the leak of an earlier clear), and what the op makes of them is no longer its own
-    error. There the bound is the whole propagated error of the result plus the same
-    inherited part again (``|op(read) - op(exact)|`` is what propagation charges for it)."""
+    ``own``: its error model, written at the magnitudes ``M`` its reads have exactly. The rows
+    it reads hold what the model made of them, up to ``s M`` with ``s`` observed on the batch;
+    every part of a model grows at most like the fourth power of its reads' magnitudes (the
+    GeLU product's remainder ``1.5 b eps^2 A B`` with ``eps`` fixed by ``A``), so the op's own
+    error at what it reads is at most ``own * s^4``. Where that is vacuous (a read that is
+    exactly zero, ``aff s * 0``, whose rows still hold an earlier clear's leak) ``fallback``
+    holds: the whole propagated error of the result plus its inherited part again
+    (``|op(read) - op(exact)|`` is what propagation charges for the inputs' errors).
+    ``folded``: ``(j, |W_t|_inf)`` for an affine map folded into the layer, held also to
+    ``|W_t|_inf`` times the bound of each folded input ``j``."""
+
+    own: float
+    fallback: float
+    folded: tuple[tuple[int, float], ...]
+
+    def at_growth(self, growth: float) -> float:
+        """The own part where the reads reach ``growth`` times their declared magnitudes."""
+        if growth <= 1.0:
+            return self.own
+        at_reads = self.own * growth ** 4 if growth < 1e75 else math.inf  # no float overflow
+        return min(at_reads, max(self.own, self.fallback))
+
+
+def local_bounds(compiled: CompiledModel, dtype: str) -> tuple[LocalBound, ...]:
     program = compiled.program
     propagated = propagated_bounds(compiled, dtype)
-    out: list[float] = []
+    out = []
     for i, op in enumerate(program.ops):
-        inherited = sum(weight * out[j]
-                        for j, weight in folded_inputs(program, compiled.schedule, i))
         own = compiled.errors[i].total(dtype)
-        bound = own + inherited
-        if any(compiled.bounds.before[i][name] == 0 for name in op.reads):
-            bound = max(bound, 2 * propagated[i][op.dst] - own)
-        out.append(bound)
+        out.append(LocalBound(own, 2 * propagated[i][op.dst] - own,
+                              tuple(folded_inputs(program, compiled.schedule, i))))
     return tuple(out)
 
 
+def read_growth(compiled: CompiledModel, index: int, state: dict[str, torch.Tensor]) -> float:
+    """``max |read| / M`` over the op's reads as the model holds them (``inf``: a read whose
+    exact value is 0 holds something else)."""
+    growth = 1.0
+    for name in compiled.program.ops[index].reads:
+        magnitude = compiled.bounds.before[index][name]
+        observed = float(state[name].abs().max())
+        if magnitude > 0:
+            growth = max(growth, observed / magnitude)
+        elif observed > 0:
+            return math.inf
+    return growth
+
+
 def check_ops_in_layer(compiled: CompiledModel, step: LayerStep, kinds: tuple[str, ...],
-                       bounds: tuple[float, ...], stats: dict[int, ErrorStat]) -> None:
+                       bounds: tuple[LocalBound, ...], stats: dict[int, ErrorStat]) -> None:
     """Every op of the layer against the interpreter applied to the compiled model's own
     input state.
 
@@ -78,10 +110,12 @@ def check_ops_in_layer(compiled: CompiledModel, step: LayerStep, kinds: tuple[st
     own error model, so it stays tight however deep the program (the propagated bounds of
     long recursions such as stacked Sherman–Morrison may be vacuous). An affine map folded
     into its layer takes the values it folds from the interpreter, run on the state before
-    the layer, and is held to its own bound plus theirs (``bounds``: ``local_bounds``)."""
+    the layer, and is held to its own bound plus theirs (``bounds``: ``local_bounds``, taken at
+    the magnitudes this batch's reads have)."""
     program, layout, schedule = compiled.program, compiled.layout, compiled.schedule
     layer = schedule.layers[step.layer]
     in_layer: dict[str, torch.Tensor] = {}
+    held: dict[int, float] = {}  # each op's bound on this batch
     for i in sorted((*layer.attn, *layer.mlp)):
         op = program.ops[i]
         fused, in_mlp = i in schedule.fused, schedule.in_mlp_half(i)
@@ -100,6 +134,9 @@ def check_ops_in_layer(compiled: CompiledModel, step: LayerStep, kinds: tuple[st
                                              dtype=torch.float64, device=step.start.device))
         exact = interpreter.apply_op(op, state, kinds)
         in_layer[op.dst] = exact
+        local = bounds[i]
+        held[i] = local.at_growth(read_growth(compiled, i, state)) + sum(
+            weight * held.get(j, bounds[j].own) for j, weight in local.folded)
         if op.dst in schedule.virtual:
             continue
         key = rolled_index(compiled, i)
@@ -107,6 +144,6 @@ def check_ops_in_layer(compiled: CompiledModel, step: LayerStep, kinds: tuple[st
             source = compiled.source_program.ops[key]
             stats[key] = ErrorStat(f"op {key + 1} {type(source).__name__.lower()} -> "
                                    f"{source.dst} (own error)", 0.0)
-        stats[key].bound = max(stats[key].bound, bounds[i])
+        stats[key].bound = max(stats[key].bound, held[i])
         after = step.end if in_mlp else step.middle
         stats[key].update(decode(after, layout.rows(op.dst)), exact)

@@ -76,7 +76,7 @@ class _Draft:
     def destination(self, size: int) -> str:
         """A new slot, or (one time in three) an existing one of this size."""
         same = sorted(n for n, s in self.sizes.items() if s == size)
-        if same and self.draw(st.integers(0, 2)) == 0:
+        if same and self.draw(st.integers(0, 2)) == 2:
             return self.draw(st.sampled_from(same))
         return self.fresh(size)
 
@@ -86,7 +86,7 @@ class _Draft:
     def operand(self, size: int) -> str:
         """A slot of ``size`` entries: an existing one, or a new ``aff`` of existing ones."""
         same = sorted(n for n, s in self.sizes.items() if s == size)
-        if same and self.draw(st.integers(0, 3)) > 0:
+        if same and self.draw(st.integers(0, 3)) < 3:
             return self.draw(st.sampled_from(same))
         return self.aff(size, fresh=True)
 
@@ -155,13 +155,13 @@ class _Draft:
 
     def div(self) -> str:
         num = self.any_slot()
-        choice = self.draw(st.integers(0, 9))
-        if choice == 0:  # any scalar, no floor: the compiler must refuse unless it proves one
+        choice = self.draw(st.integers(0, 19))
+        if choice == 19:  # any scalar, no floor: the compiler must refuse unless it proves one
             den, floor = self.operand(1), None
         else:
             den, fresh = self.positive_scalar()
             floor = self.positive[den] / self.draw(st.integers(1, 3)) \
-                if fresh and choice >= 6 else None
+                if fresh and choice >= 12 else None  # 12..18: declared
         dst = self.destination(self.sizes[num])
         if dst == num:  # a div writing its numerator is refused: keep that rare
             dst = self.fresh(self.sizes[num]) if self.draw(st.integers(0, 9)) else dst
@@ -179,7 +179,7 @@ class _Draft:
 
     def step(self) -> None:
         kind = self.draw(st.sampled_from(["mov", "aff", "mul", "div", "fan"]))
-        if kind == "fan" and self.draw(st.integers(0, 3)):
+        if kind == "fan" and self.draw(st.integers(0, 3)) < 3:
             kind = "mov"  # fans are wide: one step in sixteen or so
         {"mov": self.mov, "aff": self.aff, "mul": self.mul, "div": self.div,
          "fan": self.fan}[kind]()
@@ -215,9 +215,11 @@ def programs(draw, max_d: int = 3, deep: bool = True) -> Program:
     for _ in range(draw(st.integers(0, 2), label="priors")):
         size = draw(st.sampled_from(sorted({1, d})))
         draft.b.prior(draft.fresh(size), [draw(coefficients) for _ in range(size)])
-    long = deep and draw(st.integers(0, 9), label="deep") == 0
+    # Every choice shrinks toward the simple side (Hypothesis shrinks integers toward 0).
+    long = deep and draw(st.integers(0, 9), label="deep") == 9
     n_steps = draw(st.integers(20, 60) if long else st.integers(1, 8), label="steps")
-    loop_at = draw(st.integers(-1, n_steps - 1), label="loop")  # -1: no loop
+    looped = draw(st.integers(0, 3), label="loop") == 3
+    loop_at = draw(st.integers(0, n_steps - 1)) if looped else -1
     loop_end = draw(st.integers(loop_at + 1, min(n_steps, loop_at + 4))) if loop_at >= 0 else -1
     for k in range(n_steps):
         if k == loop_at:
@@ -226,9 +228,9 @@ def programs(draw, max_d: int = 3, deep: bool = True) -> Program:
         if k + 1 == loop_end:
             draft.b.end_repeat()
     scalars = sorted(n for n, s in draft.sizes.items() if s == 1)
-    output = draft.last if draft.sizes[draft.last] == 1 and draw(st.integers(0, 3)) \
+    output = draft.last if draft.sizes[draft.last] == 1 and draw(st.integers(0, 3)) < 3 \
         else draw(st.sampled_from(scalars))
     program = draft.b.build(output=output)
-    if draw(st.integers(0, 3), label="groups") == 0:
+    if draw(st.integers(0, 3), label="groups") == 3:
         program = dataclasses.replace(program, groups=_explicit_groups(draw, program))
     return program

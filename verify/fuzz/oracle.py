@@ -88,10 +88,12 @@ class Trial:
     outcome: Outcome
     reason: str = ""  # the refusal's name, the failing check, or the exception
     ratio: float | None = None  # end-to-end observed / bound, for an agreement
+    bound: float | None = None  # the end-to-end bound, for an agreement
+    kind: str = ""  # what failed, without the numbers: a finding's class while shrinking
 
     def to_json(self) -> dict[str, object]:
         return {"target": self.target.label, "outcome": self.outcome.name,
-                "reason": self.reason, "ratio": self.ratio}
+                "reason": self.reason, "ratio": self.ratio, "bound": self.bound}
 
 
 def targets_for(program: Program) -> tuple[Target, ...]:
@@ -114,18 +116,19 @@ def _guarded(target: Target, run) -> Trial:
     try:
         return run()
     except CompileRefusal as refusal:
-        return Trial(target, Outcome.CRASHED, f"refused outside compilation: {refusal}")
+        return Trial(target, Outcome.CRASHED, f"refused outside compilation: {refusal}",
+                     kind="refused outside compilation")
     except Exception as exc:  # noqa: BLE001 - any other exception is the finding
         where = traceback.extract_tb(exc.__traceback__)[-1]
-        return Trial(target, Outcome.CRASHED,
-                     f"{type(exc).__name__}: {exc} (at {where.filename.split('/')[-1]}:"
-                     f"{where.lineno})")
+        place = f"{where.filename.split('/')[-1]}:{where.lineno}"
+        return Trial(target, Outcome.CRASHED, f"{type(exc).__name__}: {exc} (at {place})",
+                     kind=f"{type(exc).__name__} at {place}")
 
 
 def _front_end(program: Program) -> Trial:
     again = parse_program(program.text())
     if again != program:
-        return Trial(FRONT_END, Outcome.DISAGREE, "parse(text(p)) != p")
+        return Trial(FRONT_END, Outcome.DISAGREE, "parse(text(p)) != p", kind="front end")
     return Trial(FRONT_END, Outcome.AGREE)
 
 
@@ -142,14 +145,15 @@ def _exact_interpreter(program: Program, seed: int) -> Trial:
     undefined = np.isnan(exact)  # a division by zero on this task: no value to compare
     if not np.array_equal(undefined, ~np.isfinite(floating)):
         return Trial(EXACT, Outcome.DISAGREE, "float64 and exact runs differ in where the "
-                                              "value is undefined")
+                                              "value is undefined", kind="interpreter exact")
     exact, floating = exact[~undefined], floating[~undefined]
     if exact.size == 0:
         return Trial(EXACT, Outcome.AGREE)
     scale = max(1.0, float(np.abs(exact).max()))
     error = float(np.abs(floating - exact).max())
     if not error <= EXACT_TOLERANCE * scale:
-        return Trial(EXACT, Outcome.DISAGREE, f"float64 vs exact: {error:.3g} at scale {scale:.3g}")
+        return Trial(EXACT, Outcome.DISAGREE, f"float64 vs exact: {error:.3g} at scale {scale:.3g}",
+                     kind="interpreter exact")
     return Trial(EXACT, Outcome.AGREE)
 
 
@@ -161,7 +165,8 @@ def _compiled(program: Program, target: Target, tasks: int, seed: int) -> Trial:
         problem = refusal_problem(program, config, refusal)
         if problem:
             return Trial(target, Outcome.DISAGREE,
-                         f"refused as {refusal.reason.name}, which is not true: {problem}")
+                         f"refused as {refusal.reason.name}, which is not true: {problem}",
+                         kind=f"untrue refusal {refusal.reason.name}")
         return Trial(target, Outcome.REFUSED, refusal.reason.name)
     model = Transformer(compiled.shape, compiled.weights, torch_dtype(target.dtype))
     report = verify_model(compiled, model, "fuzz", {"n": N_EXAMPLES}, closed=False,
@@ -171,17 +176,29 @@ def _compiled(program: Program, target: Target, tasks: int, seed: int) -> Trial:
     if beyond:
         row = max(beyond, key=lambda r: r["max_abs"] / max(r["bound"], 1e-300))
         return Trial(target, Outcome.DISAGREE, f"{row['check']}: error {row['max_abs']:.3g} > "
-                                               f"bound {row['bound']:.3g}")
+                                               f"bound {row['bound']:.3g}",
+                     kind=_check_kind(row["check"]))
     posterior = report["a_posteriori"]
     if not posterior["ok"] and posterior["max_bound"] < math.inf:
         return Trial(target, Outcome.DISAGREE,
-                     f"a-posteriori bound exceeded {posterior['worst_ratio']:.3g}-fold")
+                     f"a-posteriori bound exceeded {posterior['worst_ratio']:.3g}-fold",
+                     kind="a-posteriori bound")
     end = next(r for r in report["rows"] if r["check"].startswith("end-to-end"))
     if any(not row["bound"] < math.inf for row in report["rows"]):
         return Trial(target, Outcome.NO_GUARANTEE, "an infinite bound")
     ratio = end["max_abs"] / end["bound"] if end["bound"] > 0 else \
         (0.0 if end["max_abs"] == 0 else math.inf)
-    return Trial(target, Outcome.AGREE, ratio=ratio)
+    return Trial(target, Outcome.AGREE, ratio=ratio, bound=end["bound"])
+
+
+def _check_kind(label: str) -> str:
+    """A report row's label without its op, slot or layer: ``op own error``, ``slot after a
+    layer``, ``end to end``."""
+    if label.endswith("(own error)"):
+        return "op own error"
+    if label.startswith("layer "):
+        return "slot after a layer"
+    return "end to end"
 
 
 def refusal_problem(program: Program, config: CompileConfig, refusal: CompileRefusal) -> str:
