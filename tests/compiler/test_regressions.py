@@ -174,3 +174,22 @@ def test_every_keyword_like_name_works_as_a_divisor(name):
     text = (f"program p\nd 1\nslot x 1\nslot y 1\nslot {name} 1\nslot o 1\ninput x y\n"
             f"output o\n{name} = aff bias [2]\no = div y {name}\n")
     assert _outcomes(text) == {Outcome.AGREE}
+
+
+def test_a_divisor_below_its_floor_in_the_model_voids_the_ops_own_bound():
+    """Was (float32, a 72-op program): the model's divisor, carrying earlier errors, fell to
+    ~0 and the quotient overflowed (1.8e308) against an own bound of 1.6e16 written for
+    ``|den| >= m``. The own bound now grows like ``m / min |den|`` (infinite at 0)."""
+    from verify.check.layers import read_growth
+
+    program = parse_program(HEADER + "output o\nb = mul y y 1x1x1\na = aff b * 1 + bias [1/2]\n"
+                                     "o = div x a\n")
+    compiled = compile_program(program)
+    index = len(compiled.program.ops) - 1
+    shape = (1, 3, 1)
+    state = {"x": torch.full(shape, 1.0), "a": torch.full(shape, 0.5)}
+    assert read_growth(compiled, index, state) == pytest.approx(1.0, rel=1e-6)
+    state["a"] = torch.tensor([[[0.5], [0.125], [1.0]]])
+    assert read_growth(compiled, index, state) == pytest.approx(4.0, rel=1e-6)
+    state["a"] = torch.tensor([[[0.5], [0.0], [1.0]]])
+    assert read_growth(compiled, index, state) == float("inf")

@@ -56,7 +56,7 @@ def test_the_generator_reaches_every_feature():
     seen: collections.Counter = collections.Counter()
 
     @seed(0)
-    @settings(max_examples=300, database=None, deadline=None,
+    @settings(max_examples=500, database=None, deadline=None,
               suppress_health_check=list(HealthCheck))
     @given(programs())
     def draw(program):
@@ -70,3 +70,24 @@ def test_the_generator_reaches_every_feature():
 @given(programs())
 def test_every_program_round_trips_through_the_text(program):
     assert parse_program(program.text()) == program
+
+
+def test_one_program_in_five_speaks_the_papers_notation():
+    from construct.language.paper_printer import NotExpressible, paper_text
+
+    sayable = []
+
+    @seed(1)
+    @settings(max_examples=100, database=None, deadline=None,
+              suppress_health_check=list(HealthCheck))
+    @given(programs())
+    def draw(program):
+        try:
+            paper_text(program)
+            sayable.append(program)
+        except NotExpressible:
+            pass
+
+    draw()
+    assert len(sayable) >= 10
+    assert any(isinstance(op, Div) for p in sayable for op in p.ops)

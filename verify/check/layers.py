@@ -89,9 +89,17 @@ def local_bounds(compiled: CompiledModel, dtype: str) -> tuple[LocalBound, ...]:
 
 def read_growth(compiled: CompiledModel, index: int, state: dict[str, torch.Tensor]) -> float:
     """``max |read| / M`` over the op's reads as the model holds them (``inf``: a read whose
-    exact value is 0 holds something else)."""
+    exact value is 0 holds something else); for a ``div`` also ``m / min |den|`` when the
+    model's divisor dips below the floor ``m`` (the quotient grows like ``m / |den|`` and the
+    LayerNorm division's error like its square; ``inf`` at 0)."""
     growth = 1.0
-    for name in compiled.program.ops[index].reads:
+    op = compiled.program.ops[index]
+    if isinstance(op, Div):
+        smallest = float(state[op.den].abs().min())
+        floor = float(op.min_abs)
+        if smallest < floor:
+            growth = floor / smallest if smallest > 0 else math.inf
+    for name in op.reads:
         magnitude = compiled.bounds.before[index][name]
         observed = float(state[name].abs().max())
         if magnitude > 0:

@@ -18,7 +18,10 @@ coefficients. What it reaches:
   program but chosen at random, so some a schedule cannot honour;
 - slot names from the whole grammar (``mul``, ``prev``, ``repeat``, ``min``, ``I``, ...);
 - short programs (1–8 steps) and deep chains (20–60), and fans of independent ops that a
-  packed schedule puts side by side in one layer.
+  packed schedule puts side by side in one layer;
+- one program in five restricted to what the paper's notation can say (no priors, loops or
+  groups; reads ``back k on x|y``; at most two ``aff`` sources; one declared ``div`` floor),
+  so the oracle can round-trip it through that front end too.
 """
 from __future__ import annotations
 
@@ -45,14 +48,18 @@ read_maps = st.one_of(
     st.builds(Prev, k=st.integers(0, 3), on=st.sampled_from([None, "x", "y"])),
     st.builds(Fixed, column=st.integers(0, 4)),
     st.builds(MeanOf, kind=st.sampled_from(["x", "y"])))
+# What the paper's notation can say: `mov(; t, s, ...)` reads t - s back on one kind.
+paper_read_maps = st.builds(Prev, k=st.integers(1, 3), on=st.sampled_from(["x", "y"]))
+PAPER_FLOOR = Fraction(1, 4)  # every paper div declares the listing's one div_min
 
 
 class _Draft:
     """The program under construction: the builder, the size of every slot, and which
     scalars hold a value provably >= a positive floor."""
 
-    def __init__(self, draw, d: int, x: str, y: str) -> None:
-        self.draw, self.d = draw, d
+    def __init__(self, draw, d: int, x: str, y: str, paper: bool = False) -> None:
+        self.draw, self.d, self.paper = draw, d, paper
+        self.reads = paper_read_maps if paper else read_maps
         self.b = ProgramBuilder("fuzz", d, x=x, y=y)
         self.sizes: dict[str, int] = {x: d, y: 1}
         self.positive: dict[str, Fraction] = {}  # slot -> its proven floor
@@ -103,7 +110,7 @@ class _Draft:
         src = self.any_slot()
         dst = self.destination(self.sizes[src])
         floor = self.positive.get(src)
-        self.wrote(self.b.mov(dst, src, self.draw(read_maps)))
+        self.wrote(self.b.mov(dst, src, self.draw(self.reads)))
         if floor is not None and self.sizes[dst] == 1:  # a convex combination keeps it
             self.positive[dst] = floor
         return dst
@@ -112,7 +119,7 @@ class _Draft:
         if size is None:
             size = self.draw(st.sampled_from(sorted({1, self.d, self.d * self.d})))
         names = sorted(self.sizes)
-        n_terms = self.draw(st.integers(0, min(3, len(names))))
+        n_terms = self.draw(st.integers(0, min(2 if self.paper else 3, len(names))))
         sources = self.draw(st.lists(st.sampled_from(names), min_size=n_terms,
                                      max_size=n_terms, unique=True))
         bias = None
@@ -156,7 +163,9 @@ class _Draft:
     def div(self) -> str:
         num = self.any_slot()
         choice = self.draw(st.integers(0, 19))
-        if choice == 19:  # any scalar, no floor: the compiler must refuse unless it proves one
+        if self.paper:  # positive dens only (their floors are >= 1/4), the listing's floor
+            den, floor = self.positive_scalar()[0], PAPER_FLOOR
+        elif choice == 19:  # any scalar, no floor: the compiler must refuse unless it proves one
             den, floor = self.operand(1), None
         else:
             den, fresh = self.positive_scalar()
@@ -173,7 +182,7 @@ class _Draft:
         for _ in range(self.draw(st.integers(3, 8))):
             src = self.draw(st.sampled_from(existing))
             if self.draw(st.booleans()):
-                self.wrote(self.b.mov(self.fresh(self.sizes[src]), src, self.draw(read_maps)))
+                self.wrote(self.b.mov(self.fresh(self.sizes[src]), src, self.draw(self.reads)))
             else:
                 self.wrote(self.b.mul(self.fresh(1), src, src, 1, self.sizes[src], 1))
 
@@ -211,14 +220,16 @@ def programs(draw, max_d: int = 3, deep: bool = True) -> Program:
     d = draw(st.integers(1, max_d), label="d")
     names = draw(st.sampled_from([("x", "y"), ("x", "y"), ("mul", "prev"), ("y", "x"),
                                   ("input", "output")]))
-    draft = _Draft(draw, d, *names)
-    for _ in range(draw(st.integers(0, 2), label="priors")):
+    # One program in five is sayable in the paper's notation (construct.language.paper_printer).
+    paper = draw(st.integers(0, 4), label="paper") == 4
+    draft = _Draft(draw, d, *names, paper=paper)
+    for _ in range(0 if paper else draw(st.integers(0, 2), label="priors")):
         size = draw(st.sampled_from(sorted({1, d})))
         draft.b.prior(draft.fresh(size), [draw(coefficients) for _ in range(size)])
     # Every choice shrinks toward the simple side (Hypothesis shrinks integers toward 0).
     long = deep and draw(st.integers(0, 9), label="deep") == 9
     n_steps = draw(st.integers(20, 60) if long else st.integers(1, 8), label="steps")
-    looped = draw(st.integers(0, 3), label="loop") == 3
+    looped = not paper and draw(st.integers(0, 3), label="loop") == 3
     loop_at = draw(st.integers(0, n_steps - 1)) if looped else -1
     loop_end = draw(st.integers(loop_at + 1, min(n_steps, loop_at + 4))) if loop_at >= 0 else -1
     for k in range(n_steps):
@@ -231,6 +242,6 @@ def programs(draw, max_d: int = 3, deep: bool = True) -> Program:
     output = draft.last if draft.sizes[draft.last] == 1 and draw(st.integers(0, 3)) < 3 \
         else draw(st.sampled_from(scalars))
     program = draft.b.build(output=output)
-    if draw(st.integers(0, 3), label="groups") == 3:
+    if not paper and draw(st.integers(0, 3), label="groups") == 3:
         program = dataclasses.replace(program, groups=_explicit_groups(draw, program))
     return program

@@ -15,7 +15,8 @@ end to end, and each task against its a-posteriori bound. Each run ends in one `
   (``refusal_is_true``); a reason that is not true is a ``DISAGREE``;
 - ``CRASHED``: any other exception.
 
-Two checks do not compile: the text front end (``parse_program(program.text()) == program``)
+Two checks do not compile: the text front ends (``parse_program(program.text()) == program``,
+and the paper notation's text where the program can be said in it)
 and, on small programs, the interpreter's float64 run against its exact run on sympy
 rationals (``EXACT_TOLERANCE`` relative to the output's magnitude bound).
 """
@@ -35,6 +36,8 @@ from construct.compiler.config import CompileConfig, torch_dtype
 from construct.compiler.intervals import MAX_MAGNITUDE, resolve_divisors
 from construct.compiler.refusal import CompileRefusal, Refusal
 from construct.language import interpreter
+from construct.language.paper_printer import (NotExpressible, as_parsed, paper_text,
+                                              same_up_to_slot_order)
 from construct.language.parser import parse_program
 from construct.language.program import Div, Program
 from construct.model.assemble import compile_program
@@ -126,10 +129,19 @@ def _guarded(target: Target, run) -> Trial:
 
 
 def _front_end(program: Program) -> Trial:
+    """Both text forms read back as the program: the native one exactly, the paper one (where
+    the program can be said in it) up to the slots' names, shapes and order."""
     again = parse_program(program.text())
     if again != program:
         return Trial(FRONT_END, Outcome.DISAGREE, "parse(text(p)) != p", kind="front end")
-    return Trial(FRONT_END, Outcome.AGREE)
+    try:
+        paper = paper_text(program)
+    except NotExpressible:
+        return Trial(FRONT_END, Outcome.AGREE)
+    if not same_up_to_slot_order(parse_program(paper), as_parsed(program)):
+        return Trial(FRONT_END, Outcome.DISAGREE, "parse(paper_text(p)) != p",
+                     kind="paper front end")
+    return Trial(FRONT_END, Outcome.AGREE, "paper")
 
 
 def _exact_interpreter(program: Program, seed: int) -> Trial:
