@@ -12,6 +12,7 @@ as in TransformerLens' ``HookedTransformer`` (right-multiplying, ``x @ W``)::
     blocks.{l}.ln1.w, ln1.b        [d_model]          (only when ``ln1``)
     blocks.{l}.ln2.w, ln2.b        [d_model]          (only when ``ln2``)
     blocks.{l}.mlp.W_in, b_in      [d_model, d_mlp], [d_mlp]
+    blocks.{l}.mlp.W_gate          [d_model, d_mlp] (only with gated_mlp: true)
     blocks.{l}.mlp.W_out, b_out    [d_mlp, d_model], [d_model]
     unembed.W_U, unembed.b_U       [d_model, d_out], [d_out]
 
@@ -20,7 +21,8 @@ The safetensors header metadata (all values strings; JSON where structured):
 - ``format``: ``"pt"``; ``rawc.schema``: ``"rawc.checkpoint/1"``; ``rawc.version``: the rawc
   version that wrote the file.
 - ``rawc.config`` (JSON): ``d_model, n_layers, n_heads, d_head, d_mlp, n_ctx, d_in, d_out,
-  act_fn, ln1, ln2, ln_eps, attn_kind, attn_mask, attn_scale, input_format, loop``; everything
+  act_fn, gated_mlp, ln1, ln2, ln_eps, attn_kind, attn_mask, attn_scale, input_format,
+  loop``; everything
   the forward needs besides the tensors. ``input_format.prior_column``: position 0 is a zero
   token whose content comes from ``W_pos[0]``. ``loop`` (null, or ``{first, layers, times}``):
   ``n_layers`` blocks are stored and blocks ``first .. first + layers - 1`` run ``times`` times

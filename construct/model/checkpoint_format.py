@@ -54,6 +54,8 @@ def expected_shapes(shape: ModelShape) -> dict[str, tuple[int, ...]]:
                 out[p + ln + ".w"] = (D,)
                 out[p + ln + ".b"] = (D,)
         out[p + "mlp.W_in"] = (D, M)
+        if shape.gated_mlp:
+            out[p + "mlp.W_gate"] = (D, M)
         out[p + "mlp.b_in"] = (M,)
         out[p + "mlp.W_out"] = (M, D)
         out[p + "mlp.b_out"] = (D,)
@@ -126,7 +128,8 @@ def shape_from_config(config: dict[str, object], where: str) -> ModelShape:
     kind, prior_column = _input_format(config, where)
     fields: dict[str, object] = {"prior_column": prior_column, "input_format": kind,
                                  "loop": _loop(config, where),
-                                 "attn_momentum": _momentum(config, where)}
+                                 "attn_momentum": _momentum(config, where),
+                                 "gated_mlp": _gated(config, where)}
     for field in dataclasses.fields(ModelShape):
         if field.name in fields:
             continue
@@ -154,6 +157,15 @@ def _input_format(config: dict[str, object], where: str) -> tuple[InputFormat, b
                               f"{fmt!r} (kind one of {', '.join(sorted(kinds))})")
     return (InputFormat(fmt.get("kind", InputFormat.INTERLEAVED_XY.value)),
             bool(fmt.get("prior_column", False)))
+
+
+def _gated(config: dict[str, object], where: str) -> bool:
+    """``gated_mlp``: absent or false for the plain MLP, true for the gated one."""
+    value = config.get("gated_mlp", False)
+    if not isinstance(value, bool):
+        raise CheckpointError(f"{where}: metadata key rawc.config has invalid gated_mlp "
+                              f"{value!r} (expected true or false)")
+    return value
 
 
 def _momentum(config: dict[str, object], where: str) -> float:

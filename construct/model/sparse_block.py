@@ -67,10 +67,13 @@ class BlockPlan:
     b_in: torch.Tensor
     w_out: torch.Tensor        # [kept units, mlp_out_rows]
     mlp_out_rows: torch.Tensor
+    w_gate: torch.Tensor | None = None  # [mlp_in_rows, kept units]: a gated MLP
 
     @classmethod
-    def of_block(cls, weight: Weight, prefix: str, has_mlp: bool) -> BlockPlan:
-        """Read ``blocks.{l}.`` weights (``prefix``) and keep what can contribute."""
+    def of_block(cls, weight: Weight, prefix: str, has_mlp: bool, gated: bool = False
+                 ) -> BlockPlan:
+        """Read ``blocks.{l}.`` weights (``prefix``) and keep what can contribute (a gated
+        MLP's unit reads the rows of ``W_gate`` and of ``W_in``)."""
         p = prefix + "attn."
         w_q, w_k, w_v, w_o = (weight(p + n) for n in ("W_Q", "W_K", "W_V", "W_O"))
         b_q, b_k, b_v = (weight(p + n) for n in ("b_Q", "b_K", "b_V"))
@@ -93,16 +96,21 @@ class BlockPlan:
         if has_mlp:
             w_in, b_in, w_out = (weight(prefix + n) for n in ("mlp.W_in", "mlp.b_in", "mlp.W_out"))
             units = _nonzero((w_out != 0).any(1))
-            in_rows = _nonzero((w_in[:, units] != 0).any(1))
+            w_gate = weight(prefix + "mlp.W_gate") if gated else None
+            reads = (w_in[:, units] != 0) | ((w_gate[:, units] != 0) if gated else False)
+            in_rows = _nonzero(reads.any(1))
             mlp_out_rows = _nonzero((w_out != 0).any(0))
             w_in, b_in, w_out = w_in[in_rows][:, units], b_in[units], w_out[units][:, mlp_out_rows]
+            if gated:
+                w_gate = w_gate[in_rows][:, units]
         else:
             empty = torch.zeros(0, dtype=torch.long, device=w_q.device)
             in_rows = mlp_out_rows = empty
             w_in = w_out = b_in = w_q.new_zeros(0)
+            w_gate = None
         return cls(tuple(heads), value_rows, all_values[value_rows], torch.cat(biases),
                    tuple(split), all_outs[:, out_rows], out_rows, in_rows, w_in, b_in, w_out,
-                   mlp_out_rows)
+                   mlp_out_rows, w_gate)
 
     def values(self, resid: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Each head's kept values ``[..., T, kept dims]``."""
@@ -117,8 +125,13 @@ class BlockPlan:
 
     def mlp(self, normed: torch.Tensor, act: Callable[[torch.Tensor], torch.Tensor],
             like: torch.Tensor) -> torch.Tensor:
-        """``act(normed W_in + b_in) W_out`` over the kept units, full width."""
+        """``act(normed W_in + b_in) W_out`` over the kept units, full width; gated:
+        ``(act(normed W_gate) * (normed W_in) + b_in) W_out``."""
         out = like.new_zeros(like.shape)
-        hidden = act(normed[..., self.mlp_in_rows] @ self.w_in + self.b_in)
+        read = normed[..., self.mlp_in_rows]
+        if self.w_gate is not None:
+            hidden = act(read @ self.w_gate) * (read @ self.w_in) + self.b_in
+        else:
+            hidden = act(read @ self.w_in + self.b_in)
         out[..., self.mlp_out_rows] = hidden @ self.w_out
         return out

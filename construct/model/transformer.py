@@ -2,7 +2,8 @@
 
 One model for every target (``shared/DESIGN.md``, "Checkpoint format"): ``resid = X @ W_E +
 W_pos[:T]``; per executed block ``resid += attn(LN1?(resid))`` and, unless ``act_fn`` is
-``none``, ``resid += mlp(LN2?(resid))`` with ``mlp(z) = act(z W_in + b_in) W_out + b_out``;
+``none``, ``resid += mlp(LN2?(resid))`` with ``mlp(z) = act(z W_in + b_in) W_out + b_out``
+(``gated_mlp``: ``(act(z W_gate) * (z W_in) + b_in) W_out + b_out``);
 ``out = resid @ W_U + b_U``.
 
 Attention scores are ``(q . k) / attn_scale``. ``softmax`` heads mask with ``-inf`` and
@@ -117,7 +118,7 @@ class Transformer(nn.Module):
         (``construct.model.sparse_block``; built once, the weights are frozen)."""
         if layer not in self._plans:
             self._plans[layer] = BlockPlan.of_block(self.weight, f"blocks.{layer}.",
-                                                    self.shape.has_mlp)
+                                                    self.shape.has_mlp, self.shape.gated_mlp)
         return self._plans[layer]
 
     def attention_scores(self, resid: torch.Tensor, layer: int) -> torch.Tensor:
@@ -150,7 +151,8 @@ class Transformer(nn.Module):
         return plan.write_heads(tuple(z), resid)
 
     def mlp_output(self, resid: torch.Tensor, layer: int) -> torch.Tensor:
-        """``act(LN2?(resid) W_in + b_in) W_out``, without ``b_out``."""
+        """``act(LN2?(resid) W_in + b_in) W_out`` (gated: ``(act(z W_gate) * (z W_in) + b_in)
+        W_out``), without ``b_out``."""
         p = f"blocks.{layer}."
         normed = self._layer_norm(resid, p + "ln2") if self.shape.ln2 else resid
         return self.plan(layer).mlp(normed, ACTIVATIONS[self.shape.act_fn], resid)

@@ -72,6 +72,7 @@ class ModelShape:
     loop: tuple[int, int, int] | None = None  # (first block, blocks, times): a shared stage
     input_format: InputFormat = InputFormat.INTERLEAVED_XY
     attn_momentum: float = 0.0  # MoAttn's beta (linear-momentum only)
+    gated_mlp: bool = False  # act(z W_gate) * (z W_in) + b_in (TransformerLens GatedMLP)
 
     def __post_init__(self) -> None:
         # Typed fields, whatever the caller passed: a bare string from JSON becomes its enum
@@ -85,6 +86,8 @@ class ModelShape:
                 known = ", ".join(v.value for v in kind)
                 raise ValueError(f"{field} {value!r} is not one of {known}") from None
 
+        if self.gated_mlp and not self.has_mlp:
+            raise ValueError("gated_mlp needs an MLP (act_fn is none)")
         if self.attn_momentum and self.attn_kind is not AttnKind.LINEAR_MOMENTUM:
             raise ValueError(f"attn_momentum {self.attn_momentum} needs attn_kind "
                              f"{AttnKind.LINEAR_MOMENTUM.value}, not {self.attn_kind.value}")

@@ -45,9 +45,10 @@ class HandMade:
         return {"input_bound": None, "constants": {}}
 
 
-def hand_made(act_fn: str, ln2: bool, seed: int) -> HandMade:
+def hand_made(act_fn: str, ln2: bool, seed: int, gated: bool = False) -> HandMade:
     shape = ModelShape(d_model=6, n_layers=2, n_heads=2, d_head=3, d_mlp=5, n_ctx=7, d_in=3,
-                       d_out=1, act_fn=act_fn, ln1=False, ln2=ln2, ln_eps=1e-5, attn_scale=1.7)
+                       d_out=1, act_fn=act_fn, ln1=False, ln2=ln2, ln_eps=1e-5, attn_scale=1.7,
+                       gated_mlp=gated)
     rng = np.random.default_rng(seed)
     weights = {name: rng.normal(size=size) for name, size in expected_shapes(shape).items()}
     return HandMade(f"hand-{act_fn}", shape, weights)
@@ -77,7 +78,11 @@ def numpy_forward(shape: ModelShape, w: dict[str, np.ndarray], tokens: np.ndarra
             centred = z - z.mean(axis=1, keepdims=True)
             z = centred / np.sqrt((centred ** 2).mean(axis=1, keepdims=True) + shape.ln_eps)
             z = z * w[p + "ln2.w"] + w[p + "ln2.b"]
-        hidden = NUMPY_ACTIVATIONS[shape.act_fn](z @ w[p + "mlp.W_in"] + w[p + "mlp.b_in"])
+        act = NUMPY_ACTIVATIONS[shape.act_fn]
+        if shape.gated_mlp:  # TransformerLens GatedMLP: no gate bias, b_in after the product
+            hidden = act(z @ w[p + "mlp.W_gate"]) * (z @ w[p + "mlp.W_in"]) + w[p + "mlp.b_in"]
+        else:
+            hidden = act(z @ w[p + "mlp.W_in"] + w[p + "mlp.b_in"])
         resid = resid + hidden @ w[p + "mlp.W_out"] + w[p + "mlp.b_out"]
     return resid @ w["unembed.W_U"] + w["unembed.b_U"]
 
@@ -110,3 +115,29 @@ def test_activations_differ_so_the_test_can_tell_them_apart():
 def test_unknown_activation_is_refused_with_its_name(tmp_path):
     with pytest.raises(ValueError, match="act_fn 'swish' is not one of"):
         hand_made("swish", False, seed=0)
+
+
+@pytest.mark.parametrize("act_fn", ["relu", "gelu", "silu"])
+@pytest.mark.parametrize("ln2", [False, True])
+def test_a_gated_checkpoint_runs_as_the_format_says(act_fn, ln2, tmp_path):
+    model = hand_made(act_fn, ln2, seed=11 + ln2, gated=True)
+    path = tmp_path / "gated.safetensors"
+    save_checkpoint(model, path)
+    checkpoint = load_checkpoint(path)
+    assert checkpoint.shape.gated_mlp and "blocks.1.mlp.W_gate" in checkpoint.weights
+    tokens = np.random.default_rng(8).normal(size=(4, 7, 3))
+    got = checkpoint.model()(torch.as_tensor(tokens)).output.numpy()
+    want = np.stack([numpy_forward(checkpoint.shape, model.weights, t) for t in tokens])
+    assert np.max(np.abs(got - want)) <= 1e-12 * max(1.0, np.max(np.abs(want)))
+    plain = np.stack([numpy_forward(dataclasses.replace(checkpoint.shape, gated_mlp=False),
+                                    model.weights, t) for t in tokens])
+    assert np.max(np.abs(plain - want)) > 1e-3  # the gate matters
+
+
+def test_a_gated_config_without_its_gate_tensor_is_refused(tmp_path):
+    from construct.model.checkpoint_format import CheckpointError, check_tensors
+
+    model = hand_made("relu", False, seed=3, gated=True)
+    weights = {k: torch.as_tensor(v) for k, v in model.weights.items() if "W_gate" not in k}
+    with pytest.raises(CheckpointError, match="missing tensor.*blocks.0.mlp.W_gate"):
+        check_tensors(model.shape, weights, "x")
