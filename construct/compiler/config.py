@@ -17,6 +17,7 @@ relatively, so float32 takes ``P = 1e7`` (SM float32 error at d = 4: ``6.2e-4`` 
 from __future__ import annotations
 
 import dataclasses
+import enum
 from typing import Literal
 
 import torch
@@ -25,6 +26,18 @@ DType = Literal["float64", "float32"]
 DTYPES: tuple[str, ...] = ("float64", "float32")
 SCHEDULES = ("packed", "sequential")
 FORMS = ("stacked", "shared")
+
+
+class MlpTarget(enum.StrEnum):
+    """The MLP a compilation lowers ``mul`` and ``div`` into (``shared/DESIGN.md``).
+
+    ``paper``: ``GeLU(z W_in + b_in) W_out``, products by the GeLU trick (Lemma 4, error
+    ``O(eps^2)`` plus rounding ``~u / eps``). ``gated``: TransformerLens's ``GatedMLP``,
+    ``(relu(z W_gate) * (z W_in) + b_in) W_out``, products exact up to rounding
+    (``relu(a) b - relu(-a) b = a b``)."""
+
+    PAPER = "paper"
+    GATED = "gated"
 
 
 def unit_roundoff(dtype: str) -> float:
@@ -62,6 +75,7 @@ class CompileConfig:
     schedule: str = "packed"
     dtype: DType = "float64"
     form: str = "stacked"
+    target: MlpTarget = MlpTarget.PAPER
 
     def __post_init__(self) -> None:
         if not self.input_bound > 0:
@@ -77,6 +91,11 @@ class CompileConfig:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         if self.form not in FORMS:
             raise ValueError(f"form must be one of {FORMS}, got {self.form!r}")
+        try:
+            object.__setattr__(self, "target", MlpTarget(self.target))
+        except ValueError:
+            raise ValueError(f"target must be one of {', '.join(t.value for t in MlpTarget)}, "
+                             f"got {self.target!r}") from None
         torch_dtype(self.dtype)
 
     @classmethod
@@ -92,4 +111,4 @@ class CompileConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, object]:
-        return dataclasses.asdict(self)
+        return {**dataclasses.asdict(self), "target": self.target.value}

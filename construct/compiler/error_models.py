@@ -154,6 +154,28 @@ def gelu_product_rounding(inner: int, left_bound: float, right_bound: float,
     return (3 * inner + 6) * 2.04 * inner * kappa_eps
 
 
+def gated_product_rounding(inner: int, left_bound: float, right_bound: float) -> float:
+    """Rounding of an exact gated dot product (``construct.targets.gated.units``), in
+    multiples of ``u``: each unit multiplies two inputs read with one rounding each (``3 u``
+    relative), ``W_out`` sums ``2 b`` signed terms of total size ``b A B`` (``2 b u`` of it),
+    then the scaling by ``W_out`` and the residual add (``4 u``)."""
+    return (2 * inner + 7) * inner * left_bound * right_bound
+
+
+def gated_shift_rounding(inner: int, left_bound: float, right_bound: float,
+                         mean_count: float) -> tuple[dict[str, float], dict[str, float]]:
+    """LayerNorm's mean subtraction in a gated product, per dtype: each operand is read as
+    ``(a - mu)`` balanced by the zero row, exact but for the rounding ``u (|a| + |mu|)`` of the
+    balance, ``|mu| <= mean_count u``; summed over ``b`` products: the operand part
+    ``2 b u A B`` and the mean part ``b u |mu| (A + B)``."""
+    operands, mean_part = {}, {}
+    for dtype in ("float64", "float32"):
+        u = unit_roundoff(dtype)
+        operands[dtype] = 2 * inner * u * left_bound * right_bound
+        mean_part[dtype] = inner * u * mean_count * u * (left_bound + right_bound)
+    return operands, mean_part
+
+
 def layernorm_shift_rounding(inner: int, left_bound: float, right_bound: float, scale: float,
                              mean_count: float) -> tuple[dict[str, float], dict[str, float]]:
     """Absolute rounding a GeLU product suffers from LayerNorm's mean subtraction, per dtype,

@@ -14,7 +14,7 @@ import numpy as np
 from construct.compiler import analysis
 
 from construct.compiler import error_models as errors
-from construct.compiler.config import DTYPES, CompileConfig
+from construct.compiler.config import DTYPES, CompileConfig, MlpTarget
 from construct.compiler.layout import LN_ROWS, Layout, allocate
 from construct.compiler.fusion import SELF, layer_forms
 from construct.compiler.intervals import check_constants, check_magnitudes, resolve_divisors
@@ -124,6 +124,7 @@ def compile_program(program: Program, config: CompileConfig | None = None) -> Co
     check_constants(program)
     source, program = program, resolve_divisors(program, config.input_bound).unrolled()
     shared = source.loop is not None and config.form == "shared"
+    gated = config.target is MlpTarget.GATED
     schedule = build_schedule(program, config.schedule, _loop_barriers(source, config))
     layout = allocate(program, schedule)
     bounds = analysis.magnitude_bounds(program, config.input_bound)
@@ -164,7 +165,8 @@ def compile_program(program: Program, config: CompileConfig | None = None) -> Co
         n_heads=max([1] + [len(a.heads) for a in attn_halves]),
         d_head=max([2] + [h.w_v.shape[1] for a in attn_halves for h in a.heads]),
         d_mlp=max([1] + [m.w_in.shape[1] for m in mlp_halves]),
-        n_ctx=config.n_ctx, d_in=program.d + 1, d_out=1, act_fn=Activation.GELU, ln1=False,
+        n_ctx=config.n_ctx, d_in=program.d + 1, d_out=1,
+        act_fn=Activation.RELU if gated else Activation.GELU, gated_mlp=gated, ln1=False,
         ln2=schedule.uses_layernorm, ln_eps=config.ln_eps, prior_column=program.prior_column)
     weights = _weights(program, layout, shape, attn_halves, mlp_halves)
     for index, ln_use in enumerate(ln_uses):
@@ -282,6 +284,10 @@ def _weights(program: Program, layout: Layout, shape: ModelShape, attn_halves: l
         w_out[:mlp.w_out.shape[0], :] = mlp.w_out
         w[p + "mlp.W_in"], w[p + "mlp.b_in"] = w_in, np.zeros(M)
         w[p + "mlp.W_out"], w[p + "mlp.b_out"] = w_out, np.zeros(D)
+        if shape.gated_mlp:
+            w_gate = np.zeros((D, M))
+            w_gate[:, :mlp.w_gate.shape[1]] = mlp.w_gate
+            w[p + "mlp.W_gate"] = w_gate
     unembed = np.zeros((D, 1))
     unembed[layout.rows(program.output).start, 0] = 1.0
     w["unembed.W_U"], w["unembed.b_U"] = unembed, np.zeros(1)

@@ -29,11 +29,12 @@ import numpy as np
 from construct.compiler import error_models as errors
 from construct.targets.paper.layer_norm import LayerNormUse
 from construct.compiler.analysis import Bounds
-from construct.compiler.config import DTYPES, CompileConfig
+from construct.compiler.config import DTYPES, CompileConfig, MlpTarget
 from construct.compiler.layout import Layout
 from construct.compiler.fusion import LinearForm
 from construct.language.program import Div, Mul, Program
 from construct.compiler.schedule import Layer, Schedule
+from construct.targets.gated.units import GatedUnits
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +42,7 @@ class MLPHalf:
     w_in: np.ndarray  # [d_model, units]
     w_out: np.ndarray  # [units, d_model]
     errors: tuple[errors.ErrorModel, ...]
+    w_gate: np.ndarray | None = None  # [d_model, units]: the gated target's
 
 
 class _Units:
@@ -113,7 +115,7 @@ def lower_mlp(program: Program, schedule: Schedule, layer_index: int,
     placement = placements(program, schedule, layer, forms, layout)
     uses_ln = ln_use is not None
     fixed_scale = uses_ln and not ln_use.divides
-    units = _Units(d_model, layout.fixed["ln_zero"] if uses_ln else None)
+    gated = config.target is MlpTarget.GATED
     leak = errors.point_read_leak(config.attn_hardness, config.n_ctx, "float32")
     models = []
     if fixed_scale:
@@ -127,6 +129,15 @@ def lower_mlp(program: Program, schedule: Schedule, layer_index: int,
     if not fixed_scale:
         ln_rel = 0.0
     mean_count = mean_count if uses_ln else 0.0
+    zero_row = layout.fixed["ln_zero"] if uses_ln else None
+    if not gated:
+        units = _Units(d_model, zero_row)
+    elif uses_ln:  # the pads' half-difference: P (fixed scale) or N c (division) in h
+        pads = (layout.fixed["ln_pad_pos"], layout.fixed["ln_pad_neg"])
+        units = GatedUnits(d_model, zero_row, ((pads[0], 0.5), (pads[1], -0.5)),
+                           config.ln_pad / read_scale, pads)
+    else:
+        units = GatedUnits(d_model, None, ((layout.fixed["one"], 1.0),), 1.0)
     for i in (j for j in layer.mlp if j not in schedule.fused):
         op = program.ops[i]
         before = bounds.before[i]
@@ -136,7 +147,31 @@ def lower_mlp(program: Program, schedule: Schedule, layer_index: int,
             (garbage[row] for row in layout.rows_to_clear(op.dst, i in first_writes)),
             default=0.0))
         result = bounds.of_op_result(i, program)
-        if isinstance(op, Mul):
+        if isinstance(op, Mul) and gated:
+            left_bound = before[op.left] or 1.0
+            right_bound = before[op.right] or 1.0
+            # Any gains give the exact product; these keep W_gate, W_in and W_out of one size
+            # (read_scale^(2/3) each, up to the bounds) when LayerNorm's scale is large.
+            balance = read_scale ** (-1 / 3)
+            units.product(layout.rows(op.left), layout.rows(op.right), placement[i],
+                          (op.a, op.b, op.c), balance / left_bound, balance / right_bound,
+                          read_scale)
+            product = op.b * left_bound * right_bound
+            relative = product * (2 * ln_rel + ln_rel ** 2)
+            unit_rounding = errors.gated_product_rounding(op.b, left_bound, right_bound)
+            approx = relative
+            rounding = unit_rounding + (d_model + 8) * 2 * product * uses_ln
+            reads = ((op.left, left_bound), (op.right, right_bound))
+            operand_shift, mean_shift = (
+                errors.gated_shift_rounding(op.b, left_bound, right_bound, mean_count)
+                if uses_ln else (errors.per_dtype(0.0), errors.per_dtype(0.0)))
+            shift = {dtype: operand_shift[dtype] + mean_shift[dtype] for dtype in DTYPES}
+            scaled = (errors.ScaledPart({dtype: relative for dtype in DTYPES}, 2),
+                      errors.ScaledPart(errors.per_dtype(unit_rounding), 2),
+                      errors.ScaledPart(operand_shift, 2))
+            mechanism = "exact gated product" + (" through fixed-scale LayerNorm"
+                                                  if uses_ln else "")
+        elif isinstance(op, Mul):
             left_bound = before[op.left] or 1.0
             right_bound = before[op.right] or 1.0
             eps_l, eps_r = config.mul_scale / left_bound, config.mul_scale / right_bound
@@ -169,7 +204,10 @@ def lower_mlp(program: Program, schedule: Schedule, layer_index: int,
         elif isinstance(op, Div):
             gain = float(op.min_abs) / (before[op.num] or 1.0)
             for r, row in enumerate(layout.rows(op.num)):
-                units.pass_through(row, read_scale, gain, placement[i][r])
+                if gated:  # n N |c| / s^2 = (n / |c|) L / (2 N), up to Lemma 8's error
+                    units.divide(row, 2 * config.div_scale / d_model, placement[i][r])
+                else:
+                    units.pass_through(row, read_scale, gain, placement[i][r])
             relative = errors.division_error(energy, d_model, config.ln_eps, config.div_scale,
                                              float(op.min_abs))
             relative += 2 * leak * (pad_bound + config.div_scale * before[op.den]) / (
@@ -177,7 +215,9 @@ def lower_mlp(program: Program, schedule: Schedule, layer_index: int,
             approx = relative * result
             rounding = (d_model + 12) * result + 4 * before[op.num] / float(op.min_abs)
             shift = errors.layernorm_shift_pass_through(mean_count, 1 / float(op.min_abs))
-            mechanism = "LayerNorm division"
+            if gated:  # two LayerNorm outputs multiplied: sigma's rounding enters squared
+                rounding += (d_model + 4) * result
+            mechanism = "LayerNorm division" + (" (gated)" if gated else "")
         else:
             raise TypeError(f"op {i + 1} is not an MLP op")
         if i in cleared:
@@ -202,6 +242,7 @@ def lower_mlp(program: Program, schedule: Schedule, layer_index: int,
             {dtype: value + shift[dtype] for dtype, value in errors.per_dtype(rounding).items()},
             *((reads, scaled) if isinstance(op, Mul) else ())))
     if not units.inputs:
-        return MLPHalf(np.zeros((d_model, 0)), np.zeros((0, d_model)), tuple(models))
+        return MLPHalf(np.zeros((d_model, 0)), np.zeros((0, d_model)), tuple(models),
+                       np.zeros((d_model, 0)) if gated else None)
     return MLPHalf(np.stack(units.inputs, axis=1), np.stack(units.outputs, axis=0),
-                   tuple(models))
+                   tuple(models), np.stack(units.gates, axis=1) if gated else None)
