@@ -48,7 +48,7 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     algorithm = get_algorithm(args.name)
     params = algorithm.resolve(**algorithm_params(args))
     overrides = {"input_bound": args.bound, "n_ctx": args.n_ctx, "schedule": args.schedule,
-                 "form": args.form}
+                 "form": args.form, "target": args.target}
     config = CompileConfig.for_dtype(args.dtype, **overrides)
     built = algorithm.construct(params, config, listing=args.listing)
     save_checkpoint(built, args.output, algorithm=args.name, params=params)
@@ -165,6 +165,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="for learners with a repeated stage (sgd, ridge): stacked = every "
                         "layer its own weights; shared = one stage's layers stored once and "
                         "run n times (parameters constant in n)")
+    p.add_argument("--target", choices=("paper", "gated"), default="paper",
+                   help="the MLP products and quotients are lowered into: paper (default; "
+                        "GeLU products, error O(eps^2) + rounding u/eps) or gated "
+                        "(TransformerLens GatedMLP, relu(z W_gate) * (z W_in): exact products, "
+                        "error at rounding)")
     p.add_argument("--listing", action="store_true",
                    help="compile the paper's appendix listing instead of the builder program")
     p.set_defaults(run=_cmd_compile)

@@ -73,8 +73,9 @@ class CompiledModel:
         """The compile choices besides the algorithm's parameters that shaped the weights
         (``rawc.algorithm["compile"]``): all of them are in ``config`` but ``listing``."""
         c = self.config
-        return {"form": c.form, "schedule": c.schedule, "listing": self.listing,
-                "constants_dtype": c.dtype, "input_bound": c.input_bound, "n_ctx": c.n_ctx}
+        return {"form": c.form, "schedule": c.schedule, "target": c.target.value,
+                "listing": self.listing, "constants_dtype": c.dtype,
+                "input_bound": c.input_bound, "n_ctx": c.n_ctx}
 
     @property
     def n_params(self) -> int:

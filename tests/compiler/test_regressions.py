@@ -193,3 +193,24 @@ def test_a_divisor_below_its_floor_in_the_model_voids_the_ops_own_bound():
     assert read_growth(compiled, index, state) == pytest.approx(4.0, rel=1e-6)
     state["a"] = torch.tensor([[[0.5], [0.0], [1.0]]])
     assert read_growth(compiled, index, state) == float("inf")
+
+
+def test_pads_written_over_a_large_division_keep_their_rounding_in_the_bound():
+    """Was (gated, float32): after a div layer whose pads reach ``N |c|`` (6.6e10), the next
+    layer's self head writes the pads back to ``P = 1e7`` with rounding ``u N |c|``, which
+    moved LayerNorm's scale and the products read through it 4x past their bounds."""
+    text = ("program p\nd 1\nslot x 1\nslot y 1\nslot s1 1\nslot s2 1\nslot s3 1\nslot s4 1\n"
+            "slot s5 1\nslot s6 1\ninput x y\noutput s6\ns1 = mul x x 1x1x1\n"
+            "s2 = aff s1 * 0 + bias [1/4]\ns3 = div x s2\nrepeat 2\ns2 = mul s1 s1 1x1x1\n"
+            "s4 = mul s2 s2 1x1x1\ns5 = aff s4 * 1/2 + bias [1/4]\ns6 = div s1 s5\n"
+            "end repeat\n")
+    assert not {t.outcome for t in check_program(parse_program(text))} & {Outcome.DISAGREE,
+                                                                           Outcome.CRASHED}
+
+
+def test_a_product_of_exact_zeros_keeps_its_operands_errors_in_the_a_posteriori_bound():
+    """Was (gated): ``s3`` is 0 outside the prior column but holds a mov's leak (1e-28); its
+    square's first-order a-posteriori bound was 0 against an observed 1e-56."""
+    text = ("program p\nd 1\nslot x 1\nslot y 1\nslot s1 1\nslot s3 1\nslot s6 1\ninput x y\n"
+            "output s6\nprior s1 [1/4]\ns3 = mov s1 self\ns6 = mul s3 s3 1x1x1\n")
+    assert _outcomes(text) == {Outcome.AGREE}

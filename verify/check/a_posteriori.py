@@ -16,14 +16,16 @@ this task's values, hence
 
 Signed Jacobians keep the cancellations worst-case magnitudes lose (the Sherman–Morrison map
 ``A -> (A^-1 + x x^T)^-1`` has derivative ``P dA P^T`` with ``P = I - A x x^T / s``, which does
-not grow errors the way ``|A| |x| |x|^T`` suggests). The neglected terms are products of two
-op errors (the ``e_l e_r`` of a product, the perturbed divisor of a division): quadratic in
-quantities of size ``1e-10`` (float64) to ``1e-4`` (float32). The Jacobians come from
-autograd through the reference interpreter in float64 (one vmapped backward pass for
-all checked columns): the compiled model is never used to bound itself.
+not grow errors the way ``|A| |x| |x|^T`` suggests). The terms first order leaves out are
+products of two op errors: the ``e_l e_r`` of a product is added from the a-priori bounds
+where those are finite (``second_order_terms``); the perturbed divisor of a division stays
+out, quadratic in quantities of size ``1e-10`` (float64) to ``1e-4`` (float32). The Jacobians
+come from autograd through the reference interpreter in float64 (one backward pass per
+checked column): the compiled model is never used to bound itself.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -31,7 +33,7 @@ import torch
 from construct.compiler.config import unit_roundoff
 from construct.compiler.error_models import ErrorModel
 from construct.language import interpreter
-from construct.language.program import Program
+from construct.language.program import Mul, Program
 
 
 def own_error(model: ErrorModel, state: dict[str, torch.Tensor], dtype: str
@@ -47,10 +49,28 @@ def own_error(model: ErrorModel, state: dict[str, torch.Tensor], dtype: str
     return model.at_magnitude(dtype, scale)
 
 
+def second_order_terms(program: Program, propagated: Sequence[dict[str, float]],
+                       initial: dict[str, float]) -> tuple[float, ...]:
+    """Per op, the product of its operands' errors that first order leaves out: ``b e_l e_r``
+    for a ``mul`` (``e``: the a-priori propagated bounds, which hold on every task), 0 for
+    the rest, and 0 where ``e`` is infinite (there the bound stays first order). Without it a
+    product of two operands that are exactly 0 on a task claims no error at all, while each
+    still carries the leak of an earlier read (``rawc fuzz`` found ``1e-56`` over ``0``)."""
+    out = []
+    for i, op in enumerate(program.ops):
+        before = propagated[i - 1] if i > 0 else initial
+        term = 0.0
+        if isinstance(op, Mul):
+            term = op.b * before[op.left] * before[op.right]
+        out.append(term if math.isfinite(term) else 0.0)
+    return tuple(out)
+
+
 def a_posteriori_bounds(program: Program, tokens: torch.Tensor,
-                        op_errors: Sequence[ErrorModel], columns: Sequence[int], dtype: str
-                        ) -> torch.Tensor:
-    """Per task and checked column, the first-order bound ``[N, len(columns)]``.
+                        op_errors: Sequence[ErrorModel], columns: Sequence[int], dtype: str,
+                        second_order: Sequence[float] | None = None) -> torch.Tensor:
+    """Per task and checked column, the first-order bound ``[N, len(columns)]`` (plus, per
+    op, ``second_order[i]``: ``second_order_terms``).
 
     ``program`` is the unrolled program the model computes, ``op_errors[i]`` op ``i``'s error
     model, ``tokens`` the task inputs (float64)."""
@@ -78,6 +98,8 @@ def a_posteriori_bounds(program: Program, tokens: torch.Tensor,
             state[name] = tap(state[name].detach().requires_grad_(), rounding)
         for index, op in enumerate(program.ops):
             own = own_error(op_errors[index], state, dtype)
+            if second_order is not None:
+                own = own + second_order[index]
             value = interpreter.apply_op(op, state, kinds)
             state = dict(state)
             state[op.dst] = tap(value, own)

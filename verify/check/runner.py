@@ -42,7 +42,7 @@ from construct.model.checkpoint_format import PROGRAM_FILE_SOURCE
 from construct.model.inputs import validate_tokens
 from construct.model.transformer import Transformer, decode
 from verify import metrics
-from verify.check.a_posteriori import a_posteriori_bounds
+from verify.check.a_posteriori import a_posteriori_bounds, second_order_terms
 from verify.check.agreement import agreement
 from verify.check.integrity import Integrity, IntegrityResult, compare_compiled
 from verify.check.layers import check_ops_in_layer, local_bounds, slot_references
@@ -107,6 +107,7 @@ def verify_model(compiled: CompiledModel, model: Transformer, algorithm: str,
     bounds = propagated_bounds(compiled, dtype)
     input_errors = initial_errors(compiled, dtype)
     own_bounds = local_bounds(compiled, dtype)
+    second_order = second_order_terms(program, bounds, input_errors)
     references_by_layer = slot_references(compiled)
     last_use: dict[tuple[str, int], int] = {}
     for layer, refs in enumerate(references_by_layer):
@@ -143,7 +144,7 @@ def verify_model(compiled: CompiledModel, model: Transformer, algorithm: str,
         end_interp.update(prediction, exact)
         phases.lap("model, interpreter, layer checks")
         posterior_bound = torch.cat([
-            a_posteriori_bounds(program, chunk, compiled.errors, columns, dtype)
+            a_posteriori_bounds(program, chunk, compiled.errors, columns, dtype, second_order)
             for chunk in tasks.tokens.split(posterior_batch)])
         posterior.update(prediction.double() - exact, posterior_bound, exact)
         phases.lap("a-posteriori bounds")

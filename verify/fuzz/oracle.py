@@ -1,6 +1,6 @@
 """The differential oracle: one program, every way it can be compiled, against the interpreter.
 
-For every target (``targets_for``: schedule x form x dtype, the paper target) the program is
+For every target (``targets_for``: MLP target x schedule x form x dtype) the program is
 compiled and run by ``verify.check.runner.verify_model`` on random tasks inside the declared
 input bound, with no closed form: every op against the interpreter on the model's own inputs,
 every live slot after every layer against the propagated bound, the output at every prefix
@@ -32,7 +32,7 @@ import sympy
 import torch
 
 from construct.compiler import analysis
-from construct.compiler.config import CompileConfig, torch_dtype
+from construct.compiler.config import CompileConfig, MlpTarget, torch_dtype
 from construct.compiler.intervals import MAX_MAGNITUDE, resolve_divisors
 from construct.compiler.refusal import CompileRefusal, Refusal
 from construct.language import interpreter
@@ -64,7 +64,7 @@ class Outcome(enum.Enum):
 
 @dataclasses.dataclass(frozen=True)
 class Target:
-    """One way to compile a program (``target`` is the MLP family: ``paper`` only, so far)."""
+    """One way to compile a program (``target``: the MLP, ``paper`` or ``gated``)."""
 
     schedule: str
     form: str
@@ -72,7 +72,8 @@ class Target:
     target: str = "paper"
 
     def config(self) -> CompileConfig:
-        return CompileConfig.for_dtype(self.dtype, schedule=self.schedule, form=self.form)
+        return CompileConfig.for_dtype(self.dtype, schedule=self.schedule, form=self.form,
+                                       target=self.target)
 
     @property
     def label(self) -> str:
@@ -101,7 +102,8 @@ class Trial:
 
 def targets_for(program: Program) -> tuple[Target, ...]:
     forms = ("stacked", "shared") if program.loop is not None else ("stacked",)
-    return tuple(Target(schedule, form, dtype) for schedule in ("packed", "sequential")
+    return tuple(Target(schedule, form, dtype, target.value) for target in MlpTarget
+                 for schedule in ("packed", "sequential")
                  for form in forms for dtype in ("float64", "float32"))
 
 

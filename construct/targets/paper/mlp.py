@@ -129,6 +129,11 @@ def lower_mlp(program: Program, schedule: Schedule, layer_index: int,
     if not fixed_scale:
         ln_rel = 0.0
     mean_count = mean_count if uses_ln else 0.0
+    # Pad rounding: the self head writes the pads afresh over whatever they held, up to
+    # ``pad_bound`` (a div layer's ``N |c|``), so each pad is off by ``u pad_bound`` and
+    # LayerNorm's scale by twice that over ``P``, in multiples of ``u`` (rawc fuzz found it in
+    # float32 gated products after a division by a large divisor).
+    pad_rounding = 2 * pad_bound / config.ln_pad if fixed_scale else 0.0
     zero_row = layout.fixed["ln_zero"] if uses_ln else None
     if not gated:
         units = _Units(d_model, zero_row)
@@ -160,7 +165,7 @@ def lower_mlp(program: Program, schedule: Schedule, layer_index: int,
             relative = product * (2 * ln_rel + ln_rel ** 2)
             unit_rounding = errors.gated_product_rounding(op.b, left_bound, right_bound)
             approx = relative
-            rounding = unit_rounding + (d_model + 8) * 2 * product * uses_ln
+            rounding = unit_rounding + (d_model + 8 + pad_rounding) * 2 * product * uses_ln
             reads = ((op.left, left_bound), (op.right, right_bound))
             operand_shift, mean_shift = (
                 errors.gated_shift_rounding(op.b, left_bound, right_bound, mean_count)
@@ -185,7 +190,7 @@ def lower_mlp(program: Program, schedule: Schedule, layer_index: int,
             unit_rounding = errors.gelu_product_rounding(op.b, left_bound, right_bound,
                                                          config.mul_scale)
             approx = remainder + relative
-            rounding = unit_rounding + (d_model + 8) * 2 * product * uses_ln
+            rounding = unit_rounding + (d_model + 8 + pad_rounding) * 2 * product * uses_ln
             reads = ((op.left, left_bound), (op.right, right_bound))
             scaled = (errors.ScaledPart({dtype: remainder for dtype in DTYPES}, 4),
                       errors.ScaledPart({dtype: relative for dtype in DTYPES}, 2),
@@ -234,7 +239,7 @@ def lower_mlp(program: Program, schedule: Schedule, layer_index: int,
                 remove[row] = -1.0
                 units.pass_through(row, read_scale, 1.0 / (old or 1.0), remove)
             approx += scale * old
-            rounding += 8 * old + (d_model + 8) * old * uses_ln
+            rounding += 8 * old + (d_model + 8 + pad_rounding) * old * uses_ln
             removal = errors.layernorm_shift_pass_through(mean_count)
             shift = {dtype: shift[dtype] + removal[dtype] for dtype in shift}
         models.append(errors.ErrorModel(
