@@ -112,6 +112,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from verify.bench.bounds import main as bench_main
     elif args.what == "verify":
         from verify.bench.verify_scale import main as bench_main
+    elif args.what == "targets":
+        from verify.bench.targets import main as bench_main
     else:
         from verify.bench.sizes import main as bench_main
     return bench_main(args)
@@ -234,6 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_algorithm_args(p)
     p.add_argument("--listing", action="store_true",
                    help="prove the paper's Appendix A/B listing instead of the builder program")
+    p.add_argument("--target", choices=("paper", "gated"), default="paper",
+                   help="the MLP target whose lowering tricks to derive (default paper)")
     p.set_defaults(run=_cmd_prove)
 
     p = sub.add_parser("docs", help="regenerate the course in docs/ (pages, proofs, pictures)",
@@ -262,9 +266,17 @@ def build_parser() -> argparse.ArgumentParser:
                     "the observed error (tightness goal: within 100x).\n\n`rawc bench verify`: "
                     "wall time, phases and peak memory of `rawc verify` on ridge d=8 n=32 "
                     "(both forms) and sgd d=16 n=64 with --trials tasks (goal: 10000 tasks in "
-                    "under 60 s and 1.5 GB), each in its own process.")
-    p.add_argument("what", nargs="?", choices=("sizes", "ops", "bounds", "verify"),
+                    "under 60 s and 1.5 GB), each in its own process.\n\n`rawc bench targets "
+                    "[--target paper,gated]`: the paper and gated MLP targets side by side for "
+                    "gd (d <= --max-d, 64), sherman-morrison (d <= 32), ridge and sgd (d = 4, "
+                    "n <= --max-n, 64): layers, width, parameters, largest weight, float64 and "
+                    "float32 end-to-end relative error over --trials tasks (goals: gated <= "
+                    "1e-12 and 1e-5, weights <= 1e4).")
+    p.add_argument("what", nargs="?", choices=("sizes", "ops", "bounds", "verify", "targets"),
                    default="sizes")
+    p.add_argument("--target", default="paper,gated",
+                   help="`bench targets`: the MLP targets to set side by side, comma separated "
+                        "(default paper,gated)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random tasks (default 0)")
     p.add_argument("--trials", type=int, default=1000,
                    help="tasks per verify in `bench sizes` (default 1000)")

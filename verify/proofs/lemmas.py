@@ -116,6 +116,31 @@ def gelu_bypass(kind: str = "erf") -> Derivation:
         coefficient=sp.Integer(0))
 
 
+def gated_product() -> Derivation:
+    """The gated target's product: ``relu(a) b - relu(-a) b = a b``, case by case on the sign
+    of ``a`` (``relu`` as ``Piecewise``), no approximation at all."""
+    a, b = sp.symbols("a b", real=True)
+    relu = lambda z: sp.Piecewise((z, z > 0), (0, True))  # noqa: E731
+    difference = relu(a) * b - relu(-a) * b - a * b
+    cases = []
+    for sign, assumption in (("a > 0", sp.Q.positive(a)), ("a < 0", sp.Q.negative(a)),
+                             ("a = 0", None)):
+        if assumption is None:
+            value = sp.simplify(difference.subs(a, 0))
+        else:
+            positive = sp.Symbol("p", positive=True)
+            value = sp.expand(sp.piecewise_fold(difference.subs(
+                a, positive if sign == "a > 0" else -positive)))
+        cases.append((sign, value))
+    holds = all(value == 0 for _, value in cases)
+    return Derivation(
+        name="gated product (relu gate)",
+        statement="relu(a) b - relu(-a) b = a b for all real a, b: two gated units, exact",
+        steps=tuple((f"case {sign}", f"relu(a) b - relu(-a) b - a b = {value}")
+                    for sign, value in cases),
+        holds=holds, leading_error=sp.Integer(0), order="exact", coefficient=sp.Integer(0))
+
+
 def _inverse_pad_series(expr: sp.Expr, pad: sp.Symbol, target: sp.Expr,
                         ) -> tuple[sp.Expr, sp.Expr, bool]:
     """Series of ``expr / target`` in ``t = 1/pad``: ``(limit, t^2 coefficient, exact order)``."""
@@ -199,15 +224,17 @@ def all_derivations() -> tuple[Derivation, ...]:
     """Every trick, for ``rawc prove lemmas`` (the tanh variants for comparison)."""
     builders: tuple[Callable[[], Derivation], ...] = (
         lambda: gelu_product("erf"), lambda: gelu_product("tanh"),
-        lambda: gelu_bypass("erf"), lambda: gelu_bypass("tanh"),
+        lambda: gelu_bypass("erf"), lambda: gelu_bypass("tanh"), gated_product,
         ln_fixed_scale, ln_division, softmax_saturation)
     return tuple(_timed(build) for build in builders)
 
 
-def derivations_for(op_kinds: set[str]) -> tuple[Derivation, ...]:
-    """The tricks a program's lowering uses, given its op kinds (``mov``, ``mul``, ...)."""
-    builders: list[Callable[[], Derivation]] = [softmax_saturation, lambda: gelu_bypass("erf")]
-    if "mul" in op_kinds:
+def derivations_for(op_kinds: set[str], gated: bool = False) -> tuple[Derivation, ...]:
+    """The tricks a program's lowering uses, given its op kinds (``mov``, ``mul``, ...) and
+    its MLP target (``gated``: the exact relu product, which also passes values through)."""
+    builders: list[Callable[[], Derivation]] = [softmax_saturation]
+    builders.append(gated_product if gated else lambda: gelu_bypass("erf"))
+    if "mul" in op_kinds and not gated:
         builders.append(lambda: gelu_product("erf"))
     if "div" in op_kinds:
         builders += [ln_division, ln_fixed_scale]

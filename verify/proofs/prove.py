@@ -20,7 +20,7 @@ PROVABLE = (*STATEMENTS, "lemmas")
 
 
 def report(name: str, params: dict[str, object], *, listing: bool = False,
-           times: bool = True) -> tuple[str, bool]:
+           times: bool = True, gated: bool = False) -> tuple[str, bool]:
     """``(printout, proved)`` of ``rawc prove name``."""
     started = time.perf_counter()
     parts: list[str] = []
@@ -35,7 +35,8 @@ def report(name: str, params: dict[str, object], *, listing: bool = False,
         program = algorithm.program(resolved, listing=listing)
         proof = prove_program(name, resolved, program)
         parts.append(proof.render(times))
-        derivations = lemmas.derivations_for({type(op).__name__.lower() for op in program.ops})
+        derivations = lemmas.derivations_for({type(op).__name__.lower() for op in program.ops},
+                                             gated)
         proved = proof.proved
     parts += [derivation.render(times) for derivation in derivations]
     proved = proved and all(d.holds for d in derivations)
@@ -52,7 +53,7 @@ def main(args: argparse.Namespace) -> int:
         if algorithm.family is Family.LINEAR_ATTENTION:
             from verify.proofs.linear_attention import main as linear_main
             return linear_main(args, algorithm.resolve(**algorithm_params(args)))
-        text, proved = report(args.name, algorithm_params(args),
-                              listing=args.listing)
+        text, proved = report(args.name, algorithm_params(args), listing=args.listing,
+                              gated=args.target == "gated")
     print(text, end="")
     return 0 if proved else 1

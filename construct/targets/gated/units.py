@@ -87,6 +87,7 @@ class GatedUnits:
         """``h += target * z[row] * |pad half-difference|`` times ``gain``: in a ``div`` layer
         ``z[row] |N c / s| = n N |c| / s^2``, so ``gain = 2 N / L`` gives ``n / |c|``."""
         positive, negative = self.pads
+        half = gain ** 0.5  # split between W_in and W_out: neither grows past sqrt(2 N / L)
         for sign in (1.0, -1.0):
-            unit = self.add(((positive, sign / 2), (negative, -sign / 2)), ((row, 1.0),))
-            self.outputs[unit] += target * gain
+            unit = self.add(((positive, sign / 2), (negative, -sign / 2)), ((row, half),))
+            self.outputs[unit] += target * (gain / half)

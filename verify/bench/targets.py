@@ -1,0 +1,130 @@
+"""``rawc bench targets``: the paper and the gated MLP targets side by side, in one run.
+
+For gd (d up to 64), sherman-morrison (d up to 32), and the learners ridge and sgd (d = 4,
+n up to 64, the weight-shared form): layers, width, MLP width, parameters, the largest weight
+magnitude, and the end-to-end relative error against the closed form (``max |err| / max
+|ref|`` over ``trials`` tasks and every predicted prefix), each dtype with the constants tuned
+for it. The model runs alone (``Transformer.outputs``): the full ``rawc verify`` of each is
+``rawc bench sizes`` and ``rawc bench bounds``' business.
+
+Goals (issue 17): gated float64 error <= 1e-12 and float32 <= 1e-5; the largest gated weight
+<= 1e4.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import torch
+from tqdm import tqdm
+
+from construct.algorithms.registry import get_algorithm
+from construct.compiler.config import CompileConfig, MlpTarget, torch_dtype
+from construct.model.assemble import compile_program
+from construct.model.transformer import Transformer
+from verify.solvers import checked_prefixes, closed_form_prediction
+from verify.tasks import make_tasks
+
+GOALS = {"float64": 1e-12, "float32": 1e-5}
+GOAL_WEIGHT = 1e4
+LEARNER_D = 4
+
+
+def configurations(max_d: int, max_n: int) -> list[tuple[str, int, int | None]]:
+    out: list[tuple[str, int, int | None]] = []
+    for name, top in (("gd", 64), ("sherman-morrison", 32)):
+        out += [(name, d, None) for d in (1, 2, 4, 8, 16, 32, 64) if d <= min(top, max_d)]
+    for name in ("ridge", "sgd"):
+        out += [(name, LEARNER_D, n) for n in (4, 16, 64) if n <= max_n]
+    return out
+
+
+def _relative_error(compiled, name: str, params: dict[str, object], dtype: str, trials: int,
+                    seed: int) -> float:
+    program = compiled.program
+    n = int(params.get("n", 1))
+    tasks = make_tasks(program.d, trials, compiled.config.input_bound, seed, n_examples=n,
+                       prior_column=program.prior_column)
+    model = Transformer(compiled.shape, compiled.weights, torch_dtype(dtype))
+    columns = [program.first_x_column + 2 * k for k in checked_prefixes(name, n)]
+    predicted = model.outputs(tasks.tokens.to(torch_dtype(dtype)))[:, columns, 0].double()
+    exact = closed_form_prediction(name, params, tasks)
+    return float((predicted - exact).abs().max() / exact.abs().max())
+
+
+def measure(name: str, d: int, n: int | None, target: MlpTarget, trials: int,
+            seed: int) -> dict[str, object]:
+    algorithm = get_algorithm(name)
+    params = algorithm.resolve(d=d) if n is None else algorithm.resolve(d=d, n=n)
+    program = algorithm.program(params)
+    form = "stacked" if n is None else "shared"
+    row: dict[str, object] = {"algorithm": name, "d": d, "n": n, "target": target.value}
+    for dtype in ("float64", "float32"):
+        compiled = compile_program(program, CompileConfig.for_dtype(dtype, target=target,
+                                                                    form=form))
+        row[f"error_{dtype}"] = _relative_error(compiled, name, params, dtype, trials, seed)
+        if dtype == "float64":
+            row.update(layers=compiled.shape.depth, d_model=compiled.shape.d_model,
+                       d_mlp=compiled.shape.d_mlp, params=compiled.n_params,
+                       max_weight=max(float(abs(w).max()) for w in compiled.weights.values()),
+                       max_mlp_weight=max([0.0] + [float(abs(w).max()) for name, w
+                                                   in compiled.weights.items()
+                                                   if ".mlp." in name]))
+    return row
+
+
+def format_table(rows: list[dict[str, object]]) -> str:
+    head = (f"{'algorithm':<17}{'d':>3}{'n':>4} {'target':<6}{'layers':>7}{'d_model':>8}"
+            f"{'d_mlp':>7}{'params':>10}{'max|w|':>9}{'mlp|w|':>9}{'err f64':>10}"
+            f"{'err f32':>10}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r['algorithm']:<17}{r['d']:>3}{r['n'] or '':>4} {r['target']:<6}"
+                     f"{r['layers']:>7}{r['d_model']:>8}{r['d_mlp']:>7}{r['params']:>10}"
+                     f"{r['max_weight']:>9.1e}{r['max_mlp_weight']:>9.1e}"
+                     f"{r['error_float64']:>10.1e}"
+                     f"{r['error_float32']:>10.1e}")
+    return "\n".join(lines)
+
+
+def goals(rows: list[dict[str, object]]) -> list[str]:
+    gated = [r for r in rows if r["target"] == MlpTarget.GATED.value]
+    out = []
+    for dtype, goal in GOALS.items():
+        worst = max(gated, key=lambda r: r[f"error_{dtype}"], default=None)
+        if worst is not None:
+            met = worst[f"error_{dtype}"] <= goal
+            where = f"{worst['algorithm']} d={worst['d']}" + (
+                "" if worst["n"] is None else f" n={worst['n']}")
+            out.append(f"gated {dtype} error <= {goal:g}: {'yes' if met else 'no'} (worst "
+                       f"{worst[f'error_{dtype}']:.2g}, {where})")
+    for key, what in (("max_weight", "weight"), ("max_mlp_weight", "MLP weight")):
+        heaviest = max(gated, key=lambda r: r[key], default=None)
+        if heaviest is not None:
+            out.append(f"largest gated {what} <= {GOAL_WEIGHT:g}: "
+                       f"{'yes' if heaviest[key] <= GOAL_WEIGHT else 'no'} (largest "
+                       f"{heaviest[key]:.2g}, {heaviest['algorithm']} d={heaviest['d']})")
+    return out
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        targets = [MlpTarget(t.strip()) for t in args.target.split(",")]
+    except ValueError:
+        raise ValueError(f"--target {args.target!r}: give paper, gated or both, comma "
+                         "separated") from None
+    rows = []
+    work = [(c, t) for c in configurations(args.max_d, args.max_n) for t in targets]
+    if not args.json:
+        print("\n".join(format_table([]).splitlines()[:2]))
+    for (name, d, n), target in tqdm(work, desc="configurations", file=sys.stderr,
+                                     disable=args.json, leave=False):
+        rows.append(measure(name, d, n, target, args.trials, args.seed))
+        if not args.json:
+            tqdm.write(format_table(rows[-1:]).splitlines()[-1], file=sys.stdout)
+    if args.json:
+        print(json.dumps({"rows": rows, "goals": goals(rows)}, indent=2))
+    else:
+        print("\n".join(goals(rows)))
+    return 0
