@@ -276,6 +276,7 @@ def _draw_mlp(axes: tuple[Axes, Axes], compiled: CompiledModel, layer: int,
               labels: list[str]) -> None:
     w, p = compiled.weights, f"blocks.{layer}.mlp."
     w_in, w_out = w[p + "W_in"], w[p + "W_out"]
+    w_gate = w.get(p + "W_gate")  # the gated target: relu(z W_gate) * (z W_in)
     units = np.flatnonzero(w_in.any(axis=0) | w_out.any(axis=1))
     if not units.size:
         _message(axes[0], f"layer {layer} MLP: no units in this layer",
@@ -285,14 +286,24 @@ def _draw_mlp(axes: tuple[Axes, Axes], compiled: CompiledModel, layer: int,
     use = compiled.layer_norm_use(layer)
     norm = ("" if use is None else f", LayerNorm divides by |{use.divisor}|" if use.divides
             else ", LayerNorm at fixed scale P")
-    reads = np.flatnonzero(w_in[:, units].any(axis=1))
     writes = np.flatnonzero(w_out[units].any(axis=0))
     unit_names = [str(u) for u in units]
-    _heatmap(axes[0], w_in[np.ix_(reads, units)], _ticks(labels, reads), unit_names)
-    axes[0].set(xlabel="hidden GeLU unit", ylabel="reads residual row")
-    axes[0].set_title(f"layer {layer} MLP W_in: residual row → unit{norm}", loc="left")
+    kind = "GeLU" if w_gate is None else "gated"
+    if w_gate is None:
+        reads = np.flatnonzero(w_in[:, units].any(axis=1))
+        _heatmap(axes[0], w_in[np.ix_(reads, units)], _ticks(labels, reads), unit_names)
+        title = f"layer {layer} MLP W_in: residual row → unit{norm}"
+    else:  # each unit's gate column beside its value column
+        reads = np.flatnonzero(w_in[:, units].any(axis=1) | w_gate[:, units].any(axis=1))
+        pairs = np.stack([w_gate[np.ix_(reads, units)], w_in[np.ix_(reads, units)]], axis=2)
+        _heatmap(axes[0], pairs.reshape(len(reads), -1), _ticks(labels, reads),
+                 [f"{name}{side}" for name in unit_names for side in ("g", "v")])
+        title = (f"layer {layer} MLP W_gate (g) | W_in (v): unit = relu(z·g) × (z·v)"
+                 f"{norm}")
+    axes[0].set(xlabel=f"hidden {kind} unit", ylabel="reads residual row")
+    axes[0].set_title(title, loc="left")
     _heatmap(axes[1], w_out[np.ix_(units, writes)], unit_names, _ticks(labels, writes))
-    axes[1].set(xlabel="writes residual row", ylabel="hidden GeLU unit")
+    axes[1].set(xlabel="writes residual row", ylabel=f"hidden {kind} unit")
     axes[1].set_title(f"layer {layer} MLP W_out: unit → residual row", loc="left")
 
 
