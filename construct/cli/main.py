@@ -51,6 +51,8 @@ def _cmd_compile(args: argparse.Namespace) -> int:
                  "form": args.form, "target": args.target}
     config = CompileConfig.for_dtype(args.dtype, **overrides)
     built = algorithm.construct(params, config, listing=args.listing)
+    if hasattr(built, "source_program"):  # the tokens a task carries must fit n_ctx
+        program_file.exemplars(built.source_program, int(params.get("n", 1)), config.n_ctx)
     save_checkpoint(built, args.output, algorithm=args.name, params=params)
     for line in compile_summary(args.name, built, params, listing=args.listing):
         print(line)

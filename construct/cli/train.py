@@ -32,6 +32,12 @@ def add_train_parser(sub) -> None:
     p.add_argument("-o", "--output", help="save the trained model as a checkpoint")
 
     def run(args: argparse.Namespace) -> int:
+        for option in ("d", "n", "steps", "batch", "eval_tasks"):
+            if getattr(args, option) < 1:
+                raise ValueError(f"--{option.replace('_', '-')} must be >= 1, got "
+                                 f"{getattr(args, option)}")
+        if not args.lr > 0:
+            raise ValueError(f"--lr must be > 0, got {args.lr}")
         from verify.training.linear_attention import main
 
         return main(args)

@@ -78,8 +78,8 @@ class CompileConfig:
     target: MlpTarget = MlpTarget.PAPER
 
     def __post_init__(self) -> None:
-        if not self.input_bound > 0:
-            raise ValueError(f"input_bound must be > 0, got {self.input_bound}")
+        if not 0 < self.input_bound < float("inf"):
+            raise ValueError(f"input bound must be a finite number > 0, got {self.input_bound}")
         if self.n_ctx < 2:
             raise ValueError(f"n_ctx must be >= 2, got {self.n_ctx}")
         for name in ("attn_hardness", "mul_scale", "div_scale", "ln_pad"):

@@ -1,0 +1,23 @@
+"""Bad options exit 2 with one line naming the problem, and write nothing."""
+from __future__ import annotations
+
+import pytest
+
+from construct.cli.main import main
+
+
+@pytest.mark.parametrize("argv, problem", [
+    (["compile", "gd", "--bound", "inf"], "input bound must be a finite number"),
+    (["compile", "gd", "--bound", "nan"], "input bound must be a finite number"),
+    (["compile", "gd", "--n-ctx", "2"], "needs 3 positions"),
+    (["compile", "ridge", "--n", "4", "--n-ctx", "8"], "needs 10 positions"),
+    (["train-lsa", "--n", "0"], "--n must be >= 1"),
+    (["train-lsa", "--lr", "0"], "--lr must be > 0"),
+])
+def test_bad_options_exit_2_with_one_line(argv, problem, tmp_path, capsys):
+    out = tmp_path / "x.safetensors"
+    extra = ["-o", str(out)] if argv[0] == "compile" else []
+    assert main([*argv, *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert problem in err and len(err.splitlines()) == 1
+    assert not out.exists() and not list(tmp_path.iterdir())
