@@ -10,17 +10,23 @@ errors become (first-order perturbation, with exact magnitude bounds ``|a| <= A`
   lower bound, ``R`` the bound on the quotient, ``y/c' - y/c = (y/c)(c - c')/c'``; infinite
   when ``e_den >= m``).
 
-Inputs enter with their rounding to the model dtype (``u B``), prior values with theirs. Op
+Inputs enter with their rounding to the model dtype (``u B``), prior values with theirs. A
+result whose magnitude bound reaches the dtype's range (a sixteenth of its largest number, so
+that sums of a few such values stay finite) has no error bound in that dtype: the model may
+overflow there. Op
 bounds are evaluated at the exact-value magnitude bounds; the perturbed inputs exceed those by
 at most ``e``, a second-order effect at the error levels where the bounds are meaningful.
 """
 from __future__ import annotations
 
+import math
 from typing import Protocol
 
+import torch
+
 from construct.compiler.analysis import Bounds
-from construct.compiler.config import CompileConfig, unit_roundoff
-from construct.compiler.error_models import ErrorModel
+from construct.compiler.config import CompileConfig, torch_dtype, unit_roundoff
+from construct.compiler.error_models import ErrorModel, point_read_leak
 from construct.language.program import Aff, Div, Mov, Mul, Program
 
 
@@ -53,14 +59,28 @@ def initial_errors(compiled: ErrorBudget, dtype: str) -> dict[str, float]:
     return current
 
 
+def clearing_residue(compiled: ErrorBudget, errors_before: dict[str, float]) -> float:
+    """What clearing an op's rows may leave of the *errors* they held: an op's error model
+    charges ``2 leak |old|`` for the old value's magnitude, but the rows hold that value plus
+    its error, and any earlier slot may have used them; so ``2 leak E``, ``E`` the largest
+    finite error bound of any slot before the op (``rawc fuzz`` found ``7e-39`` over a bound
+    of 0 where every exact value was 0 and an earlier product's error sat in the rows)."""
+    config = compiled.config
+    leak = point_read_leak(config.attn_hardness, config.n_ctx, "float32")
+    return 2 * leak * max([0.0] + [e for e in errors_before.values() if math.isfinite(e)])
+
+
 def propagated_bounds(compiled: ErrorBudget, dtype: str) -> tuple[dict[str, float], ...]:
     """``out[i]``: bound on every slot's error right after op ``i`` (``out[-1]``: the end)."""
     program = compiled.program
     current = initial_errors(compiled, dtype)
+    # A value past what the dtype represents (float32: 3.4e38) is inf in the model, whatever
+    # error bound the algebra gives (rawc fuzz found a float32 model overflow under 1.7e292).
+    largest = float(torch.finfo(torch_dtype(dtype)).max) / 16
     out = []
     for i, op in enumerate(program.ops):
         before = compiled.bounds.before[i]
-        own = compiled.errors[i].total(dtype)
+        own = compiled.errors[i].total(dtype) + clearing_residue(compiled, current)
         match op:
             case Mov(src=src):
                 inherited = current[src]
@@ -81,6 +101,8 @@ def propagated_bounds(compiled: ErrorBudget, dtype: str) -> tuple[dict[str, floa
                     inherited = (current[num] + quotient * e_den) / (m - e_den)
         current = dict(current)
         total = own + inherited
+        if not compiled.bounds.results[i] < largest:  # the model's dtype overflows there
+            total = float("inf")
         current[op.dst] = total if total == total else float("inf")  # 0 * inf: no bound
         out.append(current)
     return tuple(out)

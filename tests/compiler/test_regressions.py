@@ -214,3 +214,45 @@ def test_a_product_of_exact_zeros_keeps_its_operands_errors_in_the_a_posteriori_
     text = ("program p\nd 1\nslot x 1\nslot y 1\nslot s1 1\nslot s3 1\nslot s6 1\ninput x y\n"
             "output s6\nprior s1 [1/4]\ns3 = mov s1 self\ns6 = mul s3 s3 1x1x1\n")
     assert _outcomes(text) == {Outcome.AGREE}
+
+
+def test_clearing_rows_that_held_an_earlier_error_keeps_its_leak_in_the_bound():
+    """Was: every exact value 0, yet a mov's rows kept 1e-55 of an earlier product's error
+    (its 2 leak |old| charged only the old value's magnitude, 0), against an own bound of 0."""
+    text = ("program p\nd 2\nslot x 2\nslot y 1\nslot mul 1\nslot s1 1\nslot s2 1\nslot s3 1\n"
+            "slot s4 1\nslot s5 1\nslot s20 1\nslot s21 1\ninput x y\noutput s21\n"
+            "prior s1 [0]\nprior s2 [0]\nmul = mul s1 s1 1x1x1\ns3 = aff mul * 0 + bias [1/4]\n"
+            "s4 = div s2 s3\ns5 = mul mul mul 1x1x1\nmul = mov mul self\ns20 = mov mul self\n"
+            "s21 = mov mul self\n")
+    for seed in range(3):
+        outcomes = {t.outcome for t in check_program(parse_program(text), seed=seed)}
+        assert not outcomes & {Outcome.DISAGREE, Outcome.CRASHED}, seed
+
+
+def test_a_bound_past_float32_range_is_no_bound_in_float32():
+    """Was: a float32 model overflowed to inf under a 'finite' bound of 1.7e292."""
+    from construct.compiler.propagate import end_to_end_bound
+
+    squares = "".join("a = mul a a 1x1x1\n" for _ in range(5))
+    program = parse_program(HEADER + "output a\na = aff x * 4\n" + squares)
+    compiled = compile_program(program)
+    assert compiled.bounds.results[-1] > 3.4e38
+    assert end_to_end_bound(compiled, "float32") == float("inf")
+
+
+def test_a_division_after_larger_pads_keeps_their_rounding_in_its_bound():
+    """Was (float32, paper and gated): the div layer writes its pads ``+-N c`` over pads up to
+    ``N |c|max`` of an earlier division; their rounding moved the quotient 1.05-2x past its
+    own bound."""
+    text = ("program p\nd 1\nslot x 1\nslot y 1\nslot sq 1\nslot big 1\nslot q1 1\nslot q2 1\n"
+            "slot small 1\ninput x y\noutput q2\nsq = mul x x 1x1x1\n"
+            "big = aff sq * 8 + bias [1]\nq1 = div x big\nsmall = aff sq * 0 + bias [1/4]\n"
+            "q2 = div q1 small\n")
+    compiled = compile_program(parse_program(text),
+                               __import__("construct.compiler.config", fromlist=["x"])
+                               .CompileConfig.for_dtype("float32"))
+    second = compiled.errors[-1]
+    assert second.mechanism.startswith("LayerNorm division")
+    for seed in range(3):
+        outcomes = {t.outcome for t in check_program(parse_program(text), seed=seed)}
+        assert not outcomes & {Outcome.DISAGREE, Outcome.CRASHED}, seed

@@ -32,6 +32,7 @@ import torch
 
 from construct.compiler.config import unit_roundoff
 from construct.compiler.error_models import ErrorModel
+from construct.compiler.propagate import ErrorBudget, clearing_residue
 from construct.language import interpreter
 from construct.language.program import Mul, Program
 
@@ -49,20 +50,21 @@ def own_error(model: ErrorModel, state: dict[str, torch.Tensor], dtype: str
     return model.at_magnitude(dtype, scale)
 
 
-def second_order_terms(program: Program, propagated: Sequence[dict[str, float]],
+def second_order_terms(compiled: ErrorBudget, propagated: Sequence[dict[str, float]],
                        initial: dict[str, float]) -> tuple[float, ...]:
-    """Per op, the product of its operands' errors that first order leaves out: ``b e_l e_r``
-    for a ``mul`` (``e``: the a-priori propagated bounds, which hold on every task), 0 for
-    the rest, and 0 where ``e`` is infinite (there the bound stays first order). Without it a
-    product of two operands that are exactly 0 on a task claims no error at all, while each
-    still carries the leak of an earlier read (``rawc fuzz`` found ``1e-56`` over ``0``)."""
+    """Per op, what first order leaves out: the product of its operands' errors, ``b e_l e_r``
+    for a ``mul`` (``e``: the a-priori propagated bounds, which hold on every task; 0 where
+    ``e`` is infinite, there the bound stays first order), and the leak of earlier errors its
+    rows may keep when cleared (``construct.compiler.propagate.clearing_residue``). Without
+    them a product of two operands that are exactly 0 on a task claims no error at all, while
+    each still carries the leak of an earlier read (``rawc fuzz`` found ``1e-56`` over ``0``)."""
     out = []
-    for i, op in enumerate(program.ops):
+    for i, op in enumerate(compiled.program.ops):
         before = propagated[i - 1] if i > 0 else initial
         term = 0.0
         if isinstance(op, Mul):
             term = op.b * before[op.left] * before[op.right]
-        out.append(term if math.isfinite(term) else 0.0)
+        out.append((term if math.isfinite(term) else 0.0) + clearing_residue(compiled, before))
     return tuple(out)
 
 

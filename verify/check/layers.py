@@ -12,7 +12,7 @@ import math
 import torch
 
 from construct.compiler.fusion import folded_inputs
-from construct.compiler.propagate import propagated_bounds
+from construct.compiler.propagate import clearing_residue, initial_errors, propagated_bounds
 from construct.language import interpreter
 from construct.language.program import Div
 from construct.model.assemble import CompiledModel
@@ -61,6 +61,8 @@ class LocalBound:
     exactly zero, ``aff s * 0``, whose rows still hold an earlier clear's leak) ``fallback``
     holds: the whole propagated error of the result plus its inherited part again
     (``|op(read) - op(exact)|`` is what propagation charges for the inputs' errors).
+    ``own`` includes what clearing the op's rows may leave of earlier errors
+    (``construct.compiler.propagate.clearing_residue``).
     ``folded``: ``(j, |W_t|_inf)`` for an affine map folded into the layer, held also to
     ``|W_t|_inf`` times the bound of each folded input ``j``."""
 
@@ -79,9 +81,10 @@ class LocalBound:
 def local_bounds(compiled: CompiledModel, dtype: str) -> tuple[LocalBound, ...]:
     program = compiled.program
     propagated = propagated_bounds(compiled, dtype)
+    before = (initial_errors(compiled, dtype), *propagated[:-1])
     out = []
     for i, op in enumerate(program.ops):
-        own = compiled.errors[i].total(dtype)
+        own = compiled.errors[i].total(dtype) + clearing_residue(compiled, before[i])
         out.append(LocalBound(own, 2 * propagated[i][op.dst] - own,
                               tuple(folded_inputs(program, compiled.schedule, i))))
     return tuple(out)

@@ -240,7 +240,11 @@ def refusal_problem(program: Program, config: CompileConfig, refusal: CompileRef
             return "" if any(isinstance(op, Div) and op.min_abs is not None for op in ops) \
                 else "no divisor declares a floor"
         case Refusal.OUT_OF_RANGE:
-            resolved = resolve_divisors(program, config.input_bound).unrolled()
+            try:  # the interval analysis itself overflowing is the reason, or a bound
+                resolved = resolve_divisors(program, config.input_bound).unrolled()
+            except CompileRefusal as again:
+                return "" if again.reason is Refusal.OUT_OF_RANGE else \
+                    f"the intervals refuse it as {again.reason.name}"
             bounds = analysis.magnitude_bounds(resolved, config.input_bound)
             return "" if max(bounds.results) > MAX_MAGNITUDE else \
                 f"its largest magnitude bound is {max(bounds.results):.3g}"

@@ -220,6 +220,9 @@ def lower_mlp(program: Program, schedule: Schedule, layer_index: int,
             approx = relative * result
             rounding = (d_model + 12) * result + 4 * before[op.num] / float(op.min_abs)
             shift = errors.layernorm_shift_pass_through(mean_count, 1 / float(op.min_abs))
+            # The pads are written afresh to +-N c over what they held (up to pad_bound): off by
+            # u pad_bound, so LayerNorm's scale is off by that over N m (rawc fuzz, float32).
+            rounding += 2 * pad_bound / (config.div_scale * float(op.min_abs)) * result
             if gated:  # two LayerNorm outputs multiplied: sigma's rounding enters squared
                 rounding += (d_model + 4) * result
             mechanism = "LayerNorm division" + (" (gated)" if gated else "")
