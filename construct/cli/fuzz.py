@@ -8,11 +8,12 @@ import os
 DESCRIPTION = """\
 Draw random RAW programs (every read map, mul shape, div, aff, priors, loops, explicit
 groups, keyword-like slot names, deep chains and wide layers), compile each under every
-schedule x form x dtype it supports, and run it on random inputs inside the declared bound
+MLP target (paper, gated) x schedule x form x dtype it supports, and run it on random inputs inside the declared bound
 against the reference interpreter: every op on the model's own inputs, every live slot after
 every layer, the output end to end and against each task's a-posteriori bound. Small programs
 also run the interpreter in float64 against its exact run on rationals, and every program
-round-trips through the text front end.
+round-trips through the text front ends (the native one, and the paper notation where the
+program can be said in it).
 
 Each trial ends as: agree; no guarantee (some bound is infinite: not an agreement); disagree
 beyond bound (a silent miscompile); refused (the named reason is then checked against the
@@ -21,7 +22,7 @@ to a minimal program, printed in the native text form. Exit 1 on any disagreemen
 
 For developers extending the compiler: run it after every change to a pass, e.g.
   rawc fuzz --programs 2000 --jobs 2 --out fuzz.json
-About 0.1 s per program on one core; --jobs J runs chunks of 50 programs in J Ray workers.
+About 0.2 s per program on one core; --jobs J runs chunks of 50 programs in J Ray workers.
 """
 
 

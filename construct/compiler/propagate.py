@@ -59,6 +59,24 @@ def initial_errors(compiled: ErrorBudget, dtype: str) -> dict[str, float]:
     return current
 
 
+def representable(compiled: ErrorBudget, dtype: str) -> bool:
+    """Whether a model evaluated in ``dtype`` keeps every intermediate finite: LayerNorm
+    squares the residual (its largest entry, a result or a pad ``N |c|``, must stay below
+    the square root of the range) and a GeLU product stores ``A B / eps^2`` in ``W_out``.
+    A float64 compilation past float32's range has no float32 bound at all (``rawc fuzz``
+    found float32 models overflowing to inf under bounds of 8e6 to 1e255)."""
+    program, config, bounds = compiled.program, compiled.config, compiled.bounds
+    largest = float(torch.finfo(torch_dtype(dtype)).max) / 16
+    residual = max([config.ln_pad, *bounds.results]
+                   + [config.div_scale * bounds.before[i][op.den]
+                      for i, op in enumerate(program.ops) if isinstance(op, Div)])
+    if residual * residual * max(1, len(program.slots)) >= largest:
+        return False
+    return all((bounds.before[i][op.left] or 1.0) * (bounds.before[i][op.right] or 1.0)
+               / config.mul_scale ** 2 < largest
+               for i, op in enumerate(program.ops) if isinstance(op, Mul))
+
+
 def clearing_residue(compiled: ErrorBudget, errors_before: dict[str, float]) -> float:
     """What clearing an op's rows may leave of the *errors* they held: an op's error model
     charges ``2 leak |old|`` for the old value's magnitude, but the rows hold that value plus
@@ -78,9 +96,12 @@ def propagated_bounds(compiled: ErrorBudget, dtype: str) -> tuple[dict[str, floa
     # error bound the algebra gives (rawc fuzz found a float32 model overflow under 1.7e292).
     largest = float(torch.finfo(torch_dtype(dtype)).max) / 16
     out = []
+    in_range = representable(compiled, dtype)
     for i, op in enumerate(program.ops):
         before = compiled.bounds.before[i]
         own = compiled.errors[i].total(dtype) + clearing_residue(compiled, current)
+        if not in_range:
+            own = float("inf")
         match op:
             case Mov(src=src):
                 inherited = current[src]

@@ -32,7 +32,7 @@ import torch
 
 from construct.compiler.config import unit_roundoff
 from construct.compiler.error_models import ErrorModel
-from construct.compiler.propagate import ErrorBudget, clearing_residue
+from construct.compiler.propagate import ErrorBudget, clearing_residue, representable
 from construct.language import interpreter
 from construct.language.program import Mul, Program
 
@@ -51,13 +51,15 @@ def own_error(model: ErrorModel, state: dict[str, torch.Tensor], dtype: str
 
 
 def second_order_terms(compiled: ErrorBudget, propagated: Sequence[dict[str, float]],
-                       initial: dict[str, float]) -> tuple[float, ...]:
+                       initial: dict[str, float], dtype: str) -> tuple[float, ...]:
     """Per op, what first order leaves out: the product of its operands' errors, ``b e_l e_r``
     for a ``mul`` (``e``: the a-priori propagated bounds, which hold on every task; 0 where
     ``e`` is infinite, there the bound stays first order), and the leak of earlier errors its
     rows may keep when cleared (``construct.compiler.propagate.clearing_residue``). Without
     them a product of two operands that are exactly 0 on a task claims no error at all, while
     each still carries the leak of an earlier read (``rawc fuzz`` found ``1e-56`` over ``0``)."""
+    if not representable(compiled, dtype):  # the model may overflow: no bound
+        return tuple(float("inf") for _ in compiled.program.ops)
     out = []
     for i, op in enumerate(compiled.program.ops):
         before = propagated[i - 1] if i > 0 else initial

@@ -12,7 +12,8 @@ import math
 import torch
 
 from construct.compiler.fusion import folded_inputs
-from construct.compiler.propagate import clearing_residue, initial_errors, propagated_bounds
+from construct.compiler.propagate import (clearing_residue, initial_errors, propagated_bounds,
+                                         representable)
 from construct.language import interpreter
 from construct.language.program import Div
 from construct.model.assemble import CompiledModel
@@ -82,9 +83,11 @@ def local_bounds(compiled: CompiledModel, dtype: str) -> tuple[LocalBound, ...]:
     program = compiled.program
     propagated = propagated_bounds(compiled, dtype)
     before = (initial_errors(compiled, dtype), *propagated[:-1])
+    in_range = representable(compiled, dtype)
     out = []
     for i, op in enumerate(program.ops):
         own = compiled.errors[i].total(dtype) + clearing_residue(compiled, before[i])
+        own = own if in_range else float("inf")
         out.append(LocalBound(own, 2 * propagated[i][op.dst] - own,
                               tuple(folded_inputs(program, compiled.schedule, i))))
     return tuple(out)
@@ -147,7 +150,7 @@ def check_ops_in_layer(compiled: CompiledModel, step: LayerStep, kinds: tuple[st
         in_layer[op.dst] = exact
         local = bounds[i]
         held[i] = local.at_growth(read_growth(compiled, i, state)) + sum(
-            weight * held.get(j, bounds[j].own) for j, weight in local.folded)
+            weight * held.get(j, bounds[j].own) for j, weight in local.folded if weight)
         if op.dst in schedule.virtual:
             continue
         key = rolled_index(compiled, i)
@@ -155,6 +158,8 @@ def check_ops_in_layer(compiled: CompiledModel, step: LayerStep, kinds: tuple[st
             source = compiled.source_program.ops[key]
             stats[key] = ErrorStat(f"op {key + 1} {type(source).__name__.lower()} -> "
                                    f"{source.dst} (own error)", 0.0)
-        stats[key].bound = max(stats[key].bound, held[i])
+        # NaN (inf times a zero) must never shrink a bound: max(0.0, nan) is 0.0
+        bound = held[i] if held[i] == held[i] else float("inf")
+        stats[key].bound = max(stats[key].bound, bound)
         after = step.end if in_mlp else step.middle
         stats[key].update(decode(after, layout.rows(op.dst)), exact)

@@ -107,7 +107,7 @@ def verify_model(compiled: CompiledModel, model: Transformer, algorithm: str,
     bounds = propagated_bounds(compiled, dtype)
     input_errors = initial_errors(compiled, dtype)
     own_bounds = local_bounds(compiled, dtype)
-    second_order = second_order_terms(compiled, bounds, input_errors)
+    second_order = second_order_terms(compiled, bounds, input_errors, dtype)
     references_by_layer = slot_references(compiled)
     last_use: dict[tuple[str, int], int] = {}
     for layer, refs in enumerate(references_by_layer):
