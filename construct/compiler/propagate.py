@@ -122,8 +122,8 @@ def propagated_bounds(compiled: ErrorBudget, dtype: str) -> tuple[dict[str, floa
                     inherited = (current[num] + quotient * e_den) / (m - e_den)
         current = dict(current)
         total = own + inherited
-        if not compiled.bounds.results[i] < largest:  # the model's dtype overflows there
-            total = float("inf")
+        if not (compiled.bounds.results[i] < largest and total < largest):
+            total = float("inf")  # the model's dtype overflows there: no bound
         current[op.dst] = total if total == total else float("inf")  # 0 * inf: no bound
         out.append(current)
     return tuple(out)

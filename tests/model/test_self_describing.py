@@ -133,7 +133,8 @@ def test_compile_choices_are_recorded(tmp_path):
     path = compiled(tmp_path, "gd", "--listing", "--dtype", "float32", "--schedule",
                     "sequential", "--bound", "2")
     choices = json.loads(metadata(path)["rawc.algorithm"])["compile"]
-    assert choices == {"form": "stacked", "schedule": "sequential", "listing": True,
+    assert choices == {"form": "stacked", "schedule": "sequential", "target": "paper",
+                       "listing": True,
                        "constants_dtype": "float32", "input_bound": 2.0, "n_ctx": 256}
     lsa = compiled(tmp_path, "lsa-gd", "--steps", "2")
     assert json.loads(metadata(lsa)["rawc.algorithm"])["compile"] == {}

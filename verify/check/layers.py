@@ -130,6 +130,7 @@ def check_ops_in_layer(compiled: CompiledModel, step: LayerStep, kinds: tuple[st
     layer = schedule.layers[step.layer]
     in_layer: dict[str, torch.Tensor] = {}
     held: dict[int, float] = {}  # each op's bound on this batch
+    limit = float(torch.finfo(step.start.dtype).max) / 16
     for i in sorted((*layer.attn, *layer.mlp)):
         op = program.ops[i]
         fused, in_mlp = i in schedule.fused, schedule.in_mlp_half(i)
@@ -158,8 +159,9 @@ def check_ops_in_layer(compiled: CompiledModel, step: LayerStep, kinds: tuple[st
             source = compiled.source_program.ops[key]
             stats[key] = ErrorStat(f"op {key + 1} {type(source).__name__.lower()} -> "
                                    f"{source.dst} (own error)", 0.0)
-        # NaN (inf times a zero) must never shrink a bound: max(0.0, nan) is 0.0
-        bound = held[i] if held[i] == held[i] else float("inf")
+        # NaN (inf times a zero) must never shrink a bound: max(0.0, nan) is 0.0; and a
+        # bound past the model dtype's range says nothing (its values overflow there)
+        bound = held[i] if held[i] < limit else float("inf")
         stats[key].bound = max(stats[key].bound, bound)
         after = step.end if in_mlp else step.middle
         stats[key].update(decode(after, layout.rows(op.dst)), exact)
