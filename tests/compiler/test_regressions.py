@@ -272,3 +272,19 @@ def test_a_model_past_float32s_range_has_no_float32_bound():
     outcomes = {t.target.dtype: t.outcome for t in check_program(parse_program(text))
                 if t.target.target == "paper" and t.target.schedule == "packed"}
     assert outcomes["float32"] is Outcome.NO_GUARANTEE
+
+
+@pytest.mark.xfail(strict=True, reason="open (issue 16): a float32 model of a weight-shared loop "
+                   "whose magnitudes reach 2e16 overflows to inf where the local bound of a "
+                   "later mov is finite (2.3e18); `representable` does not yet predict it")
+def test_a_float32_overflow_inside_a_shared_loop_is_no_guarantee():
+    text = ("program fuzz\nd 1\nslot input 1\nslot output 1\nslot s1 1\nslot alpha 1\n"
+            "slot s2 1\nslot b 1\nslot mov 1\nslot s3 1\nslot div 1\nslot s4 1\nslot s5 1\n"
+            "slot s6 1\ninput input output\noutput div\nrepeat 3\n"
+            "s1 = mul input input 1x1x1\nalpha = aff s1 * 1 + bias [1/4]\n"
+            "s2 = div input alpha\nb = div alpha alpha\ninput = mul alpha input 1x1x1\n"
+            "mov = div alpha alpha\nend repeat\ns3 = mov alpha self\n"
+            "div = mul output output 1x1x1\ns4 = mov alpha self\ns5 = div b alpha\n"
+            "s6 = mov alpha self\n")
+    outcomes = {t.outcome for t in check_program(parse_program(text))}
+    assert not outcomes & {Outcome.DISAGREE, Outcome.CRASHED}
