@@ -194,12 +194,7 @@ def resolve_divisors(source: Program, input_bound: float) -> Program:
     loop = source.loop
     by_source: dict[int, float] = {}
     for index, floor in floors.items():
-        if loop is None or index < loop.start:
-            rolled = index
-        elif index < loop.start + loop.times * loop.length:
-            rolled = loop.start + (index - loop.start) % loop.length
-        else:
-            rolled = index - (loop.times - 1) * loop.length
+        rolled = index if loop is None else loop.rolled(index)
         by_source[rolled] = min(floor, by_source.get(rolled, math.inf))
     ops = tuple(dataclasses.replace(op, min_abs=Fraction(by_source[i]))
                 if isinstance(op, Div) and op.min_abs is None else op

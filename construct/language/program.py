@@ -231,6 +231,14 @@ class Loop:
     def length(self) -> int:
         return self.stop - self.start
 
+    def rolled(self, index: int) -> int:
+        """The op of the program as written that op ``index`` of the unrolled one repeats."""
+        if index < self.start:
+            return index
+        if index < self.start + self.times * self.length:
+            return self.start + (index - self.start) % self.length
+        return index - (self.times - 1) * self.length
+
     def text(self) -> str:
         return f"repeat {self.times}"
 

@@ -43,11 +43,7 @@ def slot_references(compiled: CompiledModel) -> tuple[dict[str, int], ...]:
 def rolled_index(compiled: CompiledModel, index: int) -> int:
     """The op of the program as written that unrolled op ``index`` is an iteration of."""
     loop = compiled.source_program.loop
-    if loop is None or index < loop.start:
-        return index
-    if index < loop.start + loop.times * loop.length:
-        return loop.start + (index - loop.start) % loop.length
-    return index - (loop.times - 1) * loop.length
+    return index if loop is None else loop.rolled(index)
 
 
 @dataclasses.dataclass(frozen=True)
