@@ -103,6 +103,13 @@ class ErrorModel:
     rounding: dict[str, float]  # dtype -> rounding term
     reads: tuple[tuple[str, float], ...] = ()  # slot, declared magnitude bound
     scaled: tuple[ScaledPart, ...] = ()
+    # The part its destination rows do not share with another row fed by the same MLP units
+    # (an aff folded beside it): the rounding of each row's own sum and what clearing that row
+    # leaves. None: the whole bound.
+    unshared: dict[str, float] | None = None
+
+    def unshared_part(self, dtype: str) -> float:
+        return self.total(dtype) if self.unshared is None else self.unshared[dtype]
 
     def total(self, dtype: str) -> float:
         return self.approx + self.rounding[dtype]

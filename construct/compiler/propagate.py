@@ -27,12 +27,14 @@ import torch
 from construct.compiler.analysis import Bounds
 from construct.compiler.config import CompileConfig, torch_dtype, unit_roundoff
 from construct.compiler.error_models import ErrorModel, point_read_leak
+from construct.compiler.layout import Layout
 from construct.language.program import Aff, Div, Mov, Mul, Program
 
 
 class ErrorBudget(Protocol):
     """What propagation reads of a compilation (``construct.model.assemble.CompiledModel``):
-    the unrolled program, its constants, magnitude bounds and one error model per op."""
+    the unrolled program, its constants, magnitude bounds, one error model per op and the
+    rows each op clears."""
 
     @property
     def program(self) -> Program: ...
@@ -45,6 +47,11 @@ class ErrorBudget(Protocol):
 
     @property
     def errors(self) -> tuple[ErrorModel, ...]: ...
+
+    @property
+    def layout(self) -> Layout: ...
+
+    def cleared_rows(self, index: int) -> tuple[int, ...]: ...
 
 
 def initial_errors(compiled: ErrorBudget, dtype: str) -> dict[str, float]:
@@ -77,15 +84,29 @@ def representable(compiled: ErrorBudget, dtype: str) -> bool:
                for i, op in enumerate(program.ops) if isinstance(op, Mul))
 
 
-def clearing_residue(compiled: ErrorBudget, errors_before: dict[str, float]) -> float:
-    """What clearing an op's rows may leave of the *errors* they held: an op's error model
-    charges ``2 leak |old|`` for the old value's magnitude, but the rows hold that value plus
-    its error, and any earlier slot may have used them; so ``2 leak E``, ``E`` the largest
-    finite error bound of any slot before the op (``rawc fuzz`` found ``7e-39`` over a bound
-    of 0 where every exact value was 0 and an earlier product's error sat in the rows)."""
-    config = compiled.config
+def clearing_factor(config: CompileConfig, dtype: str) -> float:
+    """What clearing a row leaves, per unit of what the row held: the softmax read of the old
+    value misses ``2 leak`` of it and the subtraction rounds (``6 u``)."""
     leak = point_read_leak(config.attn_hardness, config.n_ctx, "float32")
-    return 2 * leak * max([0.0] + [e for e in errors_before.values() if math.isfinite(e)])
+    return 2 * leak + 6 * unit_roundoff(dtype)
+
+
+def clearing_residue(compiled: ErrorBudget, index: int, errors_before: dict[str, float],
+                     dtype: str) -> float:
+    """What clearing op ``index``'s rows may leave of the *errors* they held.
+
+    An op's error model charges the old value's exact-value bound ``|old|`` for the clear
+    (``clearing_factor`` times it). The rows hold that value plus its error ``E``, so the clear
+    leaves up to ``clearing_factor * E`` more, ``E`` the largest error bound of a slot that
+    occupied those rows (infinite if one is: the rows may hold anything). ``rawc fuzz`` found
+    ``7e-39`` over a bound of 0 where an earlier product's error sat in the rows, and a float32
+    clear that lost a bias of ``0.75`` under ``1e8`` of an earlier slot's error. The checks on
+    a task use the magnitude the rows actually hold instead (``verify.check.layers``)."""
+    rows = set(compiled.cleared_rows(index))
+    layout = compiled.layout
+    worst = max((errors_before.get(name, 0.0) for name in layout.slots
+                 if rows.intersection(layout.rows(name))), default=0.0)
+    return clearing_factor(compiled.config, dtype) * worst if worst else 0.0
 
 
 def propagated_bounds(compiled: ErrorBudget, dtype: str) -> tuple[dict[str, float], ...]:
@@ -99,7 +120,7 @@ def propagated_bounds(compiled: ErrorBudget, dtype: str) -> tuple[dict[str, floa
     in_range = representable(compiled, dtype)
     for i, op in enumerate(program.ops):
         before = compiled.bounds.before[i]
-        own = compiled.errors[i].total(dtype) + clearing_residue(compiled, current)
+        own = compiled.errors[i].total(dtype) + clearing_residue(compiled, i, current, dtype)
         if not in_range:
             own = float("inf")
         match op:

@@ -161,6 +161,7 @@ def compile_program(program: Program, config: CompileConfig | None = None) -> Co
         attn_halves.append(attn)
         mlp_halves.append(mlp)
         models.update({m.op_index: m for m in (*attn.errors, *mlp.errors)})
+        models.update(_beside_units(models, forms, schedule, index))
     shape = ModelShape(
         d_model=layout.d_model, n_layers=schedule.n_layers,
         n_heads=max([1] + [len(a.heads) for a in attn_halves]),
@@ -178,6 +179,31 @@ def compile_program(program: Program, config: CompileConfig | None = None) -> Co
     ordered = tuple(models[i] for i in range(len(program.ops)))
     return CompiledModel(program, config, schedule, layout, bounds, ordered, shape, weights,
                          source)
+
+
+def _beside_units(models: dict[int, errors.ErrorModel], forms, schedule: Schedule,
+                  layer: int) -> dict[int, errors.ErrorModel]:
+    """Error models of the affine maps folded beside this layer's MLP ops.
+
+    An aff ``P r_j + ...`` folded into the MLP gets its own ``W_out`` rows, ``P`` times op
+    ``j``'s. Both read the same units, so the approximation they share moves them together,
+    as the interpreter's ``aff`` of op ``j``'s (erroneous) value assumes; but each row rounds
+    its own sum and ``j``'s row alone carries what clearing it left. Against the program run
+    on the model's own values, the aff is off by ``|P| (e_j' + e_j)``, ``e`` op ``j``'s
+    unshared part (``rawc fuzz`` found an a-posteriori bound exceeded 1.6-fold where two such
+    rows' roundings did not cancel through ``mul / (3/2 mul + 1/4)``)."""
+    out = {}
+    for i in (*schedule.layers[layer].attn, *schedule.layers[layer].mlp):
+        if i not in schedule.fused or not forms[i].products:
+            continue
+        extra = {dtype: sum(float(np.abs(matrix).sum(-1).max()) * 2
+                            * models[j].unshared_part(dtype)
+                            for j, matrix in forms[i].products.items())
+                 for dtype in DTYPES}
+        model = models[i]
+        out[i] = dataclasses.replace(model, rounding={dtype: model.rounding[dtype] + extra[dtype]
+                                                      for dtype in DTYPES})
+    return out
 
 
 def first_writes(program: Program, looped: Program | None) -> frozenset[int]:

@@ -17,9 +17,23 @@ this task's values, hence
 Signed Jacobians keep the cancellations worst-case magnitudes lose (the Sherman–Morrison map
 ``A -> (A^-1 + x x^T)^-1`` has derivative ``P dA P^T`` with ``P = I - A x x^T / s``, which does
 not grow errors the way ``|A| |x| |x|^T`` suggests). The terms first order leaves out are
-products of two op errors: the ``e_l e_r`` of a product is added from the a-priori bounds
-where those are finite (``second_order_terms``); the perturbed divisor of a division stays
-out, quadratic in quantities of size ``1e-10`` (float64) to ``1e-4`` (float32). The Jacobians
+products of two op errors, the exact remainders of the two nonlinear ops:
+
+- a product ``b l r`` moves by ``b (l dr + r dl + dl dr)``; first order keeps the first two,
+  the remainder is ``b e_l e_r``;
+- a quotient ``n / m`` moves by ``(dn - q dm) / (m + dm)``; first order keeps
+  ``(dn - q dm) / m``, the remainder is ``(dn - q dm) dm / (m (m + dm))``, at most
+  ``(e_n + Q e_m) e_m / (m0 (m0 - e_m))`` with ``m0`` the divisor's floor and ``Q`` the
+  quotient's magnitude bound.
+
+Both are added from the a-priori propagated bounds ``e`` (``second_order_terms``), which
+hold on every task; where those are infinite the remainder cannot be bounded and the
+a-posteriori bound is first order only (the verdict is then NO GUARANTEE on the a-priori
+bound anyway). With the remainders the decomposition is exact: slot errors follow
+``eps_dst = J_op eps_reads + R_op + delta_op``, a linear recurrence whose sources are each op's
+own error and remainder, so the output error is the sum of the sources through the exact
+Jacobians. (``rawc fuzz`` found a first-order bound exceeded 1.6-fold behind a quotient whose
+divisor carried an earlier product's error.) The Jacobians
 come from autograd through the reference interpreter in float64 (one backward pass per
 checked column): the compiled model is never used to bound itself.
 """
@@ -32,9 +46,9 @@ import torch
 
 from construct.compiler.config import unit_roundoff
 from construct.compiler.error_models import ErrorModel
-from construct.compiler.propagate import ErrorBudget, clearing_residue, representable
+from construct.compiler.propagate import ErrorBudget, clearing_factor, representable
 from construct.language import interpreter
-from construct.language.program import Mul, Program
+from construct.language.program import Div, Mul, Program
 
 
 def own_error(model: ErrorModel, state: dict[str, torch.Tensor], dtype: str
@@ -52,10 +66,11 @@ def own_error(model: ErrorModel, state: dict[str, torch.Tensor], dtype: str
 
 def second_order_terms(compiled: ErrorBudget, propagated: Sequence[dict[str, float]],
                        initial: dict[str, float], dtype: str) -> tuple[float, ...]:
-    """Per op, what first order leaves out: the product of its operands' errors, ``b e_l e_r``
-    for a ``mul`` (``e``: the a-priori propagated bounds, which hold on every task; 0 where
-    ``e`` is infinite, there the bound stays first order), and the leak of earlier errors its
-    rows may keep when cleared (``construct.compiler.propagate.clearing_residue``). Without
+    """Per op, what first order leaves out: the remainder of a ``mul`` (``b e_l e_r``) or a
+    ``div`` (``(e_n + Q e_m) e_m / (m0 (m0 - e_m))``; module docstring), from the a-priori
+    propagated bounds ``e`` (which hold on every task; 0 where ``e`` is infinite, there the
+    bound stays first order). What clearing its rows leaves of the errors they held is added
+    per batch from the magnitudes the rows held (``clearing_terms``). Without
     them a product of two operands that are exactly 0 on a task claims no error at all, while
     each still carries the leak of an earlier read (``rawc fuzz`` found ``1e-56`` over ``0``)."""
     if not representable(compiled, dtype):  # the model may overflow: no bound
@@ -66,8 +81,21 @@ def second_order_terms(compiled: ErrorBudget, propagated: Sequence[dict[str, flo
         term = 0.0
         if isinstance(op, Mul):
             term = op.b * before[op.left] * before[op.right]
-        out.append((term if math.isfinite(term) else 0.0) + clearing_residue(compiled, before))
+        elif isinstance(op, Div):
+            floor, e_den = float(op.min_abs), before[op.den]
+            quotient = compiled.bounds.of_op_result(i, compiled.program)
+            term = ((before[op.num] + quotient * e_den) * e_den / (floor * (floor - e_den))
+                    if e_den < floor else float("inf"))
+        out.append(term if math.isfinite(term) else 0.0)
     return tuple(out)
+
+
+def clearing_terms(compiled: ErrorBudget, cleared: dict[int, float], dtype: str
+                   ) -> tuple[float, ...]:
+    """Per op, ``clearing_factor`` times what its cleared rows held on this batch
+    (``verify.check.layers.cleared_magnitude``): the old value's own error rides on it."""
+    factor = clearing_factor(compiled.config, dtype)
+    return tuple(factor * cleared.get(i, 0.0) for i in range(len(compiled.program.ops)))
 
 
 def a_posteriori_bounds(program: Program, tokens: torch.Tensor,

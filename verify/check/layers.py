@@ -12,8 +12,7 @@ import math
 import torch
 
 from construct.compiler.fusion import folded_inputs
-from construct.compiler.propagate import (clearing_residue, initial_errors, propagated_bounds,
-                                         representable)
+from construct.compiler.propagate import clearing_factor, propagated_bounds, representable
 from construct.language import interpreter
 from construct.language.program import Div
 from construct.model.assemble import CompiledModel
@@ -58,8 +57,10 @@ class LocalBound:
     exactly zero, ``aff s * 0``, whose rows still hold an earlier clear's leak) ``fallback``
     holds: the whole propagated error of the result plus its inherited part again
     (``|op(read) - op(exact)|`` is what propagation charges for the inputs' errors).
-    ``own`` includes what clearing the op's rows may leave of earlier errors
-    (``construct.compiler.propagate.clearing_residue``).
+    Clearing the op's rows leaves ``clearing_factor`` times what they held
+    (``construct.compiler.propagate``): ``own`` charges their exact-value bound, the check adds
+    the factor times the magnitude the rows actually hold (``cleared_magnitude``), which
+    covers an earlier error sitting there however large.
     ``folded``: ``(j, |W_t|_inf)`` for an affine map folded into the layer, held also to
     ``|W_t|_inf`` times the bound of each folded input ``j``."""
 
@@ -78,12 +79,10 @@ class LocalBound:
 def local_bounds(compiled: CompiledModel, dtype: str) -> tuple[LocalBound, ...]:
     program = compiled.program
     propagated = propagated_bounds(compiled, dtype)
-    before = (initial_errors(compiled, dtype), *propagated[:-1])
     in_range = representable(compiled, dtype)
     out = []
     for i, op in enumerate(program.ops):
-        own = compiled.errors[i].total(dtype) + clearing_residue(compiled, before[i])
-        own = own if in_range else float("inf")
+        own = compiled.errors[i].total(dtype) if in_range else float("inf")
         out.append(LocalBound(own, 2 * propagated[i][op.dst] - own,
                               tuple(folded_inputs(program, compiled.schedule, i))))
     return tuple(out)
@@ -111,8 +110,21 @@ def read_growth(compiled: CompiledModel, index: int, state: dict[str, torch.Tens
     return growth
 
 
+def cleared_magnitude(compiled: CompiledModel, index: int, step: LayerStep) -> float:
+    """The largest value the rows op ``index`` clears hold in this batch before the clear
+    (an MLP op's rows may be cleared by the attention half or by the MLP itself)."""
+    rows = list(compiled.cleared_rows(index))
+    if not rows:
+        return 0.0
+    held = step.start[..., rows].abs().max()
+    if compiled.schedule.in_mlp_half(index):
+        held = torch.maximum(held, step.middle[..., rows].abs().max())
+    return float(held)
+
+
 def check_ops_in_layer(compiled: CompiledModel, step: LayerStep, kinds: tuple[str, ...],
-                       bounds: tuple[LocalBound, ...], stats: dict[int, ErrorStat]) -> None:
+                       bounds: tuple[LocalBound, ...], stats: dict[int, ErrorStat],
+                       cleared: dict[int, float]) -> None:
     """Every op of the layer against the interpreter applied to the compiled model's own
     input state.
 
@@ -121,12 +133,15 @@ def check_ops_in_layer(compiled: CompiledModel, step: LayerStep, kinds: tuple[st
     long recursions such as stacked Sherman–Morrison may be vacuous). An affine map folded
     into its layer takes the values it folds from the interpreter, run on the state before
     the layer, and is held to its own bound plus theirs (``bounds``: ``local_bounds``, taken at
-    the magnitudes this batch's reads have)."""
+    the magnitudes this batch's reads have, plus ``clearing_factor`` times what its cleared rows
+    held). ``cleared``: filled with that magnitude per op, for the a-posteriori bounds."""
     program, layout, schedule = compiled.program, compiled.layout, compiled.schedule
     layer = schedule.layers[step.layer]
     in_layer: dict[str, torch.Tensor] = {}
     held: dict[int, float] = {}  # each op's bound on this batch
     limit = float(torch.finfo(step.start.dtype).max) / 16
+    finite_start, finite_middle = (bool(torch.isfinite(r).all()) for r in (step.start, step.middle))
+    factor = clearing_factor(compiled.config, str(step.start.dtype).removeprefix("torch."))
     for i in sorted((*layer.attn, *layer.mlp)):
         op = program.ops[i]
         fused, in_mlp = i in schedule.fused, schedule.in_mlp_half(i)
@@ -146,8 +161,14 @@ def check_ops_in_layer(compiled: CompiledModel, step: LayerStep, kinds: tuple[st
         exact = interpreter.apply_op(op, state, kinds)
         in_layer[op.dst] = exact
         local = bounds[i]
-        held[i] = local.at_growth(read_growth(compiled, i, state)) + sum(
+        cleared[i] = cleared_magnitude(compiled, i, step)
+        held[i] = local.at_growth(read_growth(compiled, i, state)) + factor * cleared[i] + sum(
             weight * held.get(j, bounds[j].own) for j, weight in local.folded if weight)
+        if not finite_start or (in_mlp and not finite_middle):
+            # An earlier overflow (caught by its own op's check where that op had a finite
+            # bound) leaves inf or NaN in some row, and every head and unit multiplies every
+            # row, ``0 * inf = NaN``: no op of the layer is bounded on such a state.
+            held[i] = math.inf
         if op.dst in schedule.virtual:
             continue
         key = rolled_index(compiled, i)

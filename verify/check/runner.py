@@ -42,7 +42,7 @@ from construct.model.checkpoint_format import PROGRAM_FILE_SOURCE
 from construct.model.inputs import validate_tokens
 from construct.model.transformer import Transformer, decode
 from verify import metrics
-from verify.check.a_posteriori import a_posteriori_bounds, second_order_terms
+from verify.check.a_posteriori import a_posteriori_bounds, clearing_terms, second_order_terms
 from verify.check.agreement import agreement
 from verify.check.integrity import Integrity, IntegrityResult, compare_compiled
 from verify.check.layers import check_ops_in_layer, local_bounds, slot_references
@@ -138,13 +138,15 @@ def verify_model(compiled: CompiledModel, model: Transformer, algorithm: str,
                            prior_column=program.prior_column)
         validate_tokens(tasks.tokens, program.d, config.input_bound, config.n_ctx,
                         program.prior_column)
+        cleared: dict[int, float] = {}
         prediction, exact = _check_batch(compiled, model, tasks, dtype, references_by_layer,
                                          last_use, bounds, input_errors, own_bounds, stats,
-                                         local, columns)
+                                         local, cleared, columns)
         end_interp.update(prediction, exact)
         phases.lap("model, interpreter, layer checks")
+        left_out = [a + b for a, b in zip(second_order, clearing_terms(compiled, cleared, dtype))]
         posterior_bound = torch.cat([
-            a_posteriori_bounds(program, chunk, compiled.errors, columns, dtype, second_order)
+            a_posteriori_bounds(program, chunk, compiled.errors, columns, dtype, left_out)
             for chunk in tasks.tokens.split(posterior_batch)])
         posterior.update(prediction.double() - exact, posterior_bound, exact)
         phases.lap("a-posteriori bounds")
@@ -197,7 +199,7 @@ def verify_model(compiled: CompiledModel, model: Transformer, algorithm: str,
 
 def _check_batch(compiled: CompiledModel, model: Transformer, tasks: Tasks, dtype: str,
                  references_by_layer, last_use, bounds, input_errors, own_bounds,
-                 stats: dict, local: dict, columns: list[int]
+                 stats: dict, local: dict, cleared: dict, columns: list[int]
                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """One batch, layer by layer: the model's layer, then the interpreter advanced to the
     slot versions that layer must hold. Returns (prediction, exact) at ``columns``."""
@@ -227,7 +229,7 @@ def _check_batch(compiled: CompiledModel, model: Transformer, tasks: Tasks, dtyp
 
     end = None
     for step in model.steps(tasks.tokens.to(torch_dtype(dtype))):
-        check_ops_in_layer(compiled, step, kinds, own_bounds, local)
+        check_ops_in_layer(compiled, step, kinds, own_bounds, local, cleared)
         refs = references_by_layer[step.layer]
         advance(max(refs.values(), default=-1))
         for name, writer in refs.items():

@@ -228,6 +228,7 @@ def lower_mlp(program: Program, schedule: Schedule, layer_index: int,
             mechanism = "LayerNorm division" + (" (gated)" if gated else "")
         else:
             raise TypeError(f"op {i + 1} is not an MLP op")
+        clearing = approx  # what follows is this row's alone; what came before is unit-shared
         if i in cleared:
             approx += 2 * leak * old
             rounding += errors.attention_rounding(0, old)
@@ -245,10 +246,12 @@ def lower_mlp(program: Program, schedule: Schedule, layer_index: int,
             rounding += 8 * old + (d_model + 8 + pad_rounding) * old * uses_ln
             removal = errors.layernorm_shift_pass_through(mean_count)
             shift = {dtype: shift[dtype] + removal[dtype] for dtype in shift}
+        total_rounding = {dtype: value + shift[dtype]
+                          for dtype, value in errors.per_dtype(rounding).items()}
         models.append(errors.ErrorModel(
-            i, mechanism, approx,
-            {dtype: value + shift[dtype] for dtype, value in errors.per_dtype(rounding).items()},
-            *((reads, scaled) if isinstance(op, Mul) else ())))
+            i, mechanism, approx, total_rounding,
+            *((reads, scaled) if isinstance(op, Mul) else ((), ())),
+            unshared={dtype: value + approx - clearing for dtype, value in total_rounding.items()}))
     if not units.inputs:
         return MLPHalf(np.zeros((d_model, 0)), np.zeros((0, d_model)), tuple(models),
                        np.zeros((d_model, 0)) if gated else None)
