@@ -22,6 +22,7 @@ from fractions import Fraction
 from construct.algorithms import learners, stability, theorems
 from construct.algorithms.family import Family
 from construct.algorithms.linear_attention import LSA_ALGORITHMS, LSAAlgorithm
+from construct.algorithms.ridge_solve import RidgeMethod, ridge_solve_program
 from construct.algorithms.parameters import Parameter, given_or_default, start_weights
 from construct.algorithms.stability import Divergence
 from construct.compiler.config import CompileConfig
@@ -63,6 +64,8 @@ class ProgramAlgorithm:
                 values[p.name] = _integer(p.name, values[p.name])
             elif p.kind is Fraction:
                 values[p.name] = to_fraction(values[p.name])
+            elif isinstance(p.kind, type) and issubclass(p.kind, enum.Enum):
+                values[p.name] = _choice(p.kind, p.name, values[p.name])
         if int(values["d"]) < 1:
             raise ProgramError(f"d must be >= 1, got {values['d']}")
         if "w0" in values:  # recorded even when defaulted: a checkpoint names its start
@@ -110,6 +113,24 @@ def _integer(name: str, value: object) -> int:
         raise ProgramError(f"{name} must be an integer, got {value!r}") from None
 
 
+def _choice(kind: type[enum.Enum], name: str, value: object) -> enum.Enum:
+    if isinstance(value, kind):
+        return value
+    try:
+        return kind(value)
+    except ValueError:
+        raise ProgramError(f"{name} must be one of {', '.join(m.value for m in kind)}, got "
+                           f"{value!r}") from None
+
+
+def _ridge(d: int, n: int, lam: Fraction, method: RidgeMethod, input_bound: float = 4.0
+           ) -> Program:
+    """Ridge at every prefix by the chosen method (``RidgeMethod``)."""
+    if method is RidgeMethod.SOLVE:
+        return ridge_solve_program(d, n, lam, input_bound)
+    return learners.ridge_program(d, n, lam, input_bound)
+
+
 def _step_parameters(alpha: Fraction) -> tuple[Parameter, ...]:
     """The parameters of the gradient learners over n exemplars (``sgd``, ``gd-batch``)."""
     return (Parameter("d", int, 2, "input dimension"),
@@ -142,12 +163,16 @@ PROGRAM_ALGORITHMS: dict[str, ProgramAlgorithm] = {
         learners.sgd_program, lam_rule=LamRule.NON_NEGATIVE,
         stability=stability.sgd_divergence),
     "ridge": ProgramAlgorithm(
-        "ridge", "ridge regression at every prefix by n stacked Sherman-Morrison updates "
-        "(O(d^2) width, O(n) depth)",
+        "ridge", "ridge regression at every prefix: statistics and an in-token Gauss-Jordan "
+        "solve (--method solve: 2d + 3 layers for any n) or n stacked Sherman-Morrison updates "
+        "(--method sherman-morrison: O(n) depth); O(d^2) width",
         (Parameter("d", int, 2, "input dimension"),
          Parameter("n", int, 4, "number of exemplars"),
-         Parameter("lam", Fraction, Fraction(1, 2), "ridge penalty (> 0)")),
-        learners.ridge_program, lam_rule=LamRule.POSITIVE),
+         Parameter("lam", Fraction, Fraction(1, 2), "ridge penalty (> 0)"),
+         Parameter("method", RidgeMethod, RidgeMethod.SOLVE,
+                   "ridge: solve (depth independent of n, the default) or sherman-morrison "
+                   "(the paper's stack, depth O(n))")),
+        _ridge, lam_rule=LamRule.POSITIVE),
     "gd-batch": ProgramAlgorithm(
         "gd-batch", "one full-batch GD step (mean loss) on the exemplars before each query "
         "(constant depth)",
@@ -181,6 +206,8 @@ def parameter_options() -> dict[str, dict[str, object]]:
         for p in algorithm.parameters:
             spec = options.setdefault(p.option, {"dest": p.name, "users": [], "help": p.help,
                                                  "type": int if p.kind is int else str})
+            if isinstance(p.kind, type) and issubclass(p.kind, enum.Enum):
+                spec["choices"] = [m.value for m in p.kind]
             spec["users"].append(algorithm.name)  # type: ignore[union-attr]
     return options
 

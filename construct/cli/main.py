@@ -128,7 +128,7 @@ def _add_algorithm_args(parser: argparse.ArgumentParser) -> None:
         users = spec["users"]
         default = " (default 2)" if option == "--d" else ""
         parser.add_argument(option, dest=spec["dest"], type=spec["type"],
-                            default=2 if option == "--d" else None,
+                            choices=spec.get("choices"), default=2 if option == "--d" else None,
                             help=f"{spec['help']}{default}; for {', '.join(users)}")
 
 

@@ -59,8 +59,9 @@ def _program_summary(name: str, compiled: CompiledModel, params: dict[str, objec
                  f"{bound.live_set} rows live at once); {len(compiled.schedule.fused)} affine "
                  f"maps folded, {len(compiled.schedule.virtual)} slots never stored")
     if compiled.source_program.loop is not None and config.form == "stacked":
-        lines.append("  (a loop: --form shared stores one stage and keeps the parameter count "
-                     "constant in n)")
+        loop = compiled.source_program.loop
+        lines.append(f"  (a loop of {loop.times} identical stages: --form shared stores one "
+                     "stage, so the parameter count does not grow with the repeats)")
     for dtype in DTYPES:
         note = "" if dtype == config.dtype else f", constants tuned for {config.dtype}"
         lines.append(f"  predicted end-to-end error bound ({dtype}{note}, |inputs| <= "

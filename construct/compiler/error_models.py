@@ -87,6 +87,15 @@ class ScaledPart:
 
     value: dict[str, float]  # dtype -> the part at the declared magnitudes (s = 1)
     power: int
+    # A quotient's parts also follow its result and its divisor: times ``q**result_power``,
+    # ``q`` the largest ``|result| / bound`` in the column, and ``t**divisor_power``,
+    # ``t = floor / |den|`` (Lemma 8's error falls like ``1 / |den|^2`` above the floor).
+    result_power: int = 0
+    divisor_power: int = 0
+
+    def factor(self, scale, result_scale, divisor_scale):
+        return (scale ** self.power * result_scale ** self.result_power
+                * divisor_scale ** self.divisor_power)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,10 +112,13 @@ class ErrorModel:
     rounding: dict[str, float]  # dtype -> rounding term
     reads: tuple[tuple[str, float], ...] = ()  # slot, declared magnitude bound
     scaled: tuple[ScaledPart, ...] = ()
+    result_bound: float = 0.0  # the result's magnitude bound (for ``result_power``)
+    divisor: tuple[str, float] | None = None  # a quotient's divisor slot and its floor
     # The part its destination rows do not share with another row fed by the same MLP units
     # (an aff folded beside it): the rounding of each row's own sum and what clearing that row
     # leaves. None: the whole bound.
     unshared: dict[str, float] | None = None
+    unshared_scaled: tuple[ScaledPart, ...] = ()  # the scaled share of ``unshared``
 
     def unshared_part(self, dtype: str) -> float:
         return self.total(dtype) if self.unshared is None else self.unshared[dtype]
@@ -114,11 +126,13 @@ class ErrorModel:
     def total(self, dtype: str) -> float:
         return self.approx + self.rounding[dtype]
 
-    def at_magnitude(self, dtype: str, scale):
-        """The bound where the reads are at most ``scale`` times their declared bounds
-        (``scale`` a float or a tensor of per-column scales)."""
+    def at_magnitude(self, dtype: str, scale, result_scale=1.0, divisor_scale=1.0):
+        """The bound where the reads are at most ``scale`` times their declared bounds, the
+        result ``result_scale`` times its bound and the divisor ``1 / divisor_scale`` times its
+        floor (floats or tensors of per-column scales; ``ScaledPart``)."""
         fixed = self.total(dtype) - sum(part.value[dtype] for part in self.scaled)
-        return fixed + sum(part.value[dtype] * scale ** part.power for part in self.scaled)
+        return fixed + sum(part.value[dtype] * part.factor(scale, result_scale, divisor_scale)
+                           for part in self.scaled)
 
     def to_json(self) -> dict[str, object]:
         return {"op": self.op_index, "mechanism": self.mechanism, "approx": self.approx,

@@ -191,18 +191,32 @@ def _beside_units(models: dict[int, errors.ErrorModel], forms, schedule: Schedul
     its own sum and ``j``'s row alone carries what clearing it left. Against the program run
     on the model's own values, the aff is off by ``|P| (e_j' + e_j)``, ``e`` op ``j``'s
     unshared part (``rawc fuzz`` found an a-posteriori bound exceeded 1.6-fold where two such
-    rows' roundings did not cancel through ``mul / (3/2 mul + 1/4)``)."""
+    rows' roundings did not cancel through ``mul / (3/2 mul + 1/4)``).
+    A product's unit rounding keeps its scaling with the magnitudes the product reads
+    (``ScaledPart``; the map then scales by the largest ratio of any product it folds)."""
     out = {}
     for i in (*schedule.layers[layer].attn, *schedule.layers[layer].mlp):
         if i not in schedule.fused or not forms[i].products:
             continue
-        extra = {dtype: sum(float(np.abs(matrix).sum(-1).max()) * 2
-                            * models[j].unshared_part(dtype)
-                            for j, matrix in forms[i].products.items())
-                 for dtype in DTYPES}
+        extra = {dtype: 0.0 for dtype in DTYPES}
+        reads: dict[str, float] = {}
+        scaled: list[errors.ScaledPart] = []
+        for j, matrix in forms[i].products.items():
+            weight = 2 * float(np.abs(matrix).sum(-1).max())
+            folded = models[j]
+            movable = [part for part in folded.unshared_scaled
+                       if not part.result_power and not part.divisor_power]
+            for dtype in DTYPES:
+                extra[dtype] += weight * folded.unshared_part(dtype)
+            scaled += [dataclasses.replace(part, value={dtype: weight * part.value[dtype]
+                                                        for dtype in DTYPES})
+                       for part in movable]
+            for name, bound in folded.reads:
+                reads[name] = max(reads.get(name, 0.0), bound)
         model = models[i]
-        out[i] = dataclasses.replace(model, rounding={dtype: model.rounding[dtype] + extra[dtype]
-                                                      for dtype in DTYPES})
+        out[i] = dataclasses.replace(
+            model, rounding={dtype: model.rounding[dtype] + extra[dtype] for dtype in DTYPES},
+            reads=tuple(reads.items()) if scaled else model.reads, scaled=tuple(scaled))
     return out
 
 

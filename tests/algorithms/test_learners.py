@@ -17,6 +17,7 @@ from construct.model.assemble import compile_program
 from construct.compiler.config import CompileConfig, torch_dtype
 from construct.model.inputs import InputError, validate_tokens
 from construct.model.transformer import Transformer
+from construct.algorithms.ridge_solve import RidgeMethod
 from construct.language.parser import ParseError, parse_program
 from verify.check.runner import verify_model
 from verify.solvers import closed_form_prediction
@@ -31,6 +32,7 @@ def draw_params(data: st.DataObject, name: str, d: int, n: int, bound: float) ->
     if name == "ridge":
         params["lam"] = data.draw(st.fractions(Fraction(1, 10), Fraction(4), max_denominator=50),
                                   label="lam")
+        params["method"] = data.draw(st.sampled_from(list(RidgeMethod)), label="method")
         return params
     params["lam"] = data.draw(st.fractions(Fraction(0), Fraction(1), max_denominator=50),
                               label="lam")
@@ -89,16 +91,17 @@ def test_compiled_learners_verify(data: st.DataObject) -> None:
         assert max(r["max_rel"] for r in prefixes) <= 1e-5
 
 
-def test_ridge_meets_the_float64_target_at_every_prefix() -> None:
+@pytest.mark.parametrize("method", list(RidgeMethod))
+def test_ridge_meets_the_float64_target_at_every_prefix(method: RidgeMethod) -> None:
     """Issue target: ridge with d = 4, n = 16, lam >= 0.1, float64 relative error <= 1e-5."""
-    report = _verify("ridge", {"d": 4, "n": 16, "lam": Fraction(1, 10)}, "float64", "shared",
-                     trials=64)
+    params = {"d": 4, "n": 16, "lam": Fraction(1, 10), "method": method}
+    report = _verify("ridge", params, "float64", "shared", trials=64)
     assert report["ok"]
     prefixes = [r for r in report["rows"] if r["check"].startswith("prefix ")]
     assert max(r["max_rel"] for r in prefixes) <= 1e-5
     assert report["metrics"]["nearest"].startswith("ridge") and report["metrics"]["margin"] > 1e6
     own = [r for r in report["rows"] if r["check"].startswith("op ")]
-    program = get_algorithm("ridge").program(get_algorithm("ridge").resolve(d=4, n=16))
+    program = get_algorithm("ridge").program(get_algorithm("ridge").resolve(**params))
     virtual = compile_program(program, CompileConfig(form="shared")).schedule.virtual
     stored = [op for op in program.ops if op.dst not in virtual]
     assert len(own) == len(stored) and all(r["ok"] and r["bound"] < float("inf") for r in own)
@@ -108,8 +111,9 @@ def test_ridge_meets_the_float64_target_at_every_prefix() -> None:
 def test_shared_form_keeps_parameters_constant_in_n(name: str) -> None:
     algorithm = get_algorithm(name)
     sizes = {}
+    method = {"method": RidgeMethod.SHERMAN_MORRISON} if name == "ridge" else {}
     for n in (2, 6):
-        params = algorithm.resolve(d=2, n=n)
+        params = algorithm.resolve(d=2, n=n, **method)
         for form in ("stacked", "shared"):
             compiled = compile_program(algorithm.program(params), CompileConfig(form=form))
             sizes[form, n] = (compiled.n_params, compiled.shape.depth, compiled.shape.n_layers)
@@ -122,9 +126,10 @@ def test_shared_form_keeps_parameters_constant_in_n(name: str) -> None:
     assert sizes["shared", 6][2] == sizes["shared", 2][2]  # stored blocks do not
 
 
-def test_shared_and_stacked_forms_agree() -> None:
+@pytest.mark.parametrize("method", list(RidgeMethod))
+def test_shared_and_stacked_forms_agree(method: RidgeMethod) -> None:
     algorithm = get_algorithm("ridge")
-    params = algorithm.resolve(d=3, n=5)
+    params = algorithm.resolve(d=3, n=5, method=method)
     tasks = make_tasks(3, 64, 4.0, 3, n_examples=5, prior_column=True)
     outputs = []
     for form in ("stacked", "shared"):

@@ -71,8 +71,9 @@ def test_verify_fails_on_a_scaled_query_and_read_out(tmp_path, capsys):
 
 
 def test_a_vacuous_a_priori_bound_is_no_guarantee(tmp_path, capsys):
-    """ridge d=2 n=3: the a-priori bound over the box (about 41) exceeds the predictions."""
-    path = compiled_file(tmp_path, "ridge", d=2, n=3)
+    """ridge by stacked Sherman-Morrison, d=2 n=3: the a-priori bound over the box (about 41)
+    exceeds the predictions."""
+    path = compiled_file(tmp_path, "ridge", d=2, n=3, method="sherman-morrison")
     code = rawc(["verify", path, "--trials", "64"])
     out = capsys.readouterr().out
     assert code == Verdict.NO_GUARANTEE.exit_code and "a-priori" in out
@@ -83,7 +84,8 @@ def test_the_a_posteriori_bound_catches_what_the_vacuous_a_priori_bound_cannot(t
                                                                                capsys):
     """W_U scaled by 1.1 (every prediction 10 % off) with integrity off: the a-priori bound
     (41) covers it, each task's a-posteriori bound (about 1e-6) does not."""
-    path = tampered(compiled_file(tmp_path, "ridge", d=2, n=3), "unembed.W_U", 1.1)
+    path = tampered(compiled_file(tmp_path, "ridge", d=2, n=3, method="sherman-morrison"),
+                    "unembed.W_U", 1.1)
     code = rawc(["verify", path, "--trials", "64", "--no-integrity"])
     out = capsys.readouterr().out
     assert code == Verdict.FAIL.exit_code
@@ -142,3 +144,12 @@ def test_bad_verify_options_exit_2_with_one_line(tmp_path, capsys, option):
     assert rawc(["verify", path, *option]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and option[0] in err[0]
+
+
+def test_ridge_by_solve_is_a_pass_where_the_stack_has_no_guarantee(tmp_path, capsys):
+    """ridge d=2 n=3 by statistics and Gauss-Jordan: 7 layers instead of 11, and an a-priori
+    bound below 1 % of the output bound, where the Sherman-Morrison stack's is vacuous."""
+    path = compiled_file(tmp_path, "ridge", d=2, n=3, method="solve")
+    code = rawc(["verify", path, "--trials", "64"])
+    out = capsys.readouterr().out
+    assert code == Verdict.PASS.exit_code, out

@@ -93,11 +93,13 @@ def test_cli_prove_exits_1_on_the_misprinted_listing(monkeypatch, capsys) -> Non
     assert "NOT PROVED: the difference keeps the term" in out
 
 
-@pytest.mark.parametrize("name, d, n", [("ridge", 2, 2), ("ridge", 2, 3), ("ridge", 1, 3),
-                                        ("sgd", 3, 3), ("gd-batch", 3, 3), ("sgd", 2, 1)])
-def test_learners_are_proved_at_every_prefix(name: str, d: int, n: int) -> None:
+@pytest.mark.parametrize("name, d, n, method", [
+    ("ridge", 2, 2, "sherman-morrison"), ("ridge", 2, 3, "sherman-morrison"),
+    ("ridge", 1, 3, "sherman-morrison"), ("ridge", 1, 3, "solve"), ("ridge", 2, 3, "solve"),
+    ("ridge", 3, 2, "solve"), ("sgd", 3, 3, None), ("gd-batch", 3, 3, None), ("sgd", 2, 1, None)])
+def test_learners_are_proved_at_every_prefix(name: str, d: int, n: int, method) -> None:
     algorithm = get_algorithm(name)
-    params = algorithm.resolve(d=d, n=n)
+    params = algorithm.resolve(d=d, n=n, **({"method": method} if method else {}))
     proof = prove_program(name, params)
     assert proof.proved, proof.render()
     prefixes = {label.split(":")[0] for label, _ in proof.steps if label.startswith("k=")}
@@ -107,7 +109,7 @@ def test_learners_are_proved_at_every_prefix(name: str, d: int, n: int) -> None:
 
 def _ridge_text_with(old: str, new: str) -> str:
     algorithm = get_algorithm("ridge")
-    text = algorithm.program(algorithm.resolve(d=2, n=2)).text()
+    text = algorithm.program(algorithm.resolve(d=2, n=2, method="sherman-morrison")).text()
     assert old in text
     return text.replace(old, new)
 
@@ -119,7 +121,7 @@ def _ridge_text_with(old: str, new: str) -> str:
 ])
 def test_broken_ridge_stage_is_refused_with_the_differing_term(old: str, new: str) -> None:
     wrong = parse_program(_ridge_text_with(old, new))
-    proof = prove_program("ridge", {"d": 2, "n": 2}, wrong)
+    proof = prove_program("ridge", {"d": 2, "n": 2, "method": "sherman-morrison"}, wrong)
     assert not proof.proved
     assert proof.offending_term and "x" in proof.offending_term
     assert "NOT PROVED: the difference keeps the term" in proof.render()
@@ -132,3 +134,18 @@ def test_sgd_without_the_kept_prior_is_refused() -> None:
     text = algorithm.program(params).text().replace(" + keep * 1", "")
     proof = prove_program("sgd", params, parse_program(text))
     assert not proof.proved and proof.offending_term
+
+
+
+@pytest.mark.parametrize("old, new", [
+    ("first = mov one back(2)", "first = mov one back(1)"),  # lam / k with the wrong k
+    ("+ bias [-1, 0]", "+ bias [0, 0]"),  # the pivot column never becomes e_0
+])
+def test_broken_ridge_solve_is_refused(old: str, new: str) -> None:
+    algorithm = get_algorithm("ridge")
+    text = algorithm.program(algorithm.resolve(d=2, n=2, method="solve")).text()
+    assert old in text
+    proof = prove_program("ridge", {"d": 2, "n": 2, "method": "solve"},
+                          parse_program(text.replace(old, new)))
+    assert not proof.proved
+    assert "NOT PROVED" in proof.render()

@@ -51,17 +51,23 @@ from construct.language import interpreter
 from construct.language.program import Div, Mul, Program
 
 
-def own_error(model: ErrorModel, state: dict[str, torch.Tensor], dtype: str
-              ) -> torch.Tensor | float:
-    """Op ``i``'s own bound at the magnitudes it reads on these tasks: per column ``[N, T, 1]``
-    where its model has magnitude-scaled parts (``ErrorModel.at_magnitude``), else the
-    declared-magnitude bound."""
+def own_error(model: ErrorModel, state: dict[str, torch.Tensor], dtype: str,
+              result: torch.Tensor | None = None) -> torch.Tensor | float:
+    """Op ``i``'s own bound at the magnitudes it reads (and, for a quotient, the result and
+    divisor it has) on these tasks: per column ``[N, T, 1]`` where its model has scaled parts
+    (``ErrorModel.at_magnitude``), else the declared-magnitude bound."""
     if not model.scaled:
         return model.total(dtype)
     ratios = [state[name].detach().abs().amax(-1, keepdim=True) / bound
               for name, bound in model.reads if bound > 0]
     scale = torch.stack(ratios).amax(0) if ratios else 1.0
-    return model.at_magnitude(dtype, scale)
+    result_scale = (result.detach().abs().amax(-1, keepdim=True) / model.result_bound
+                    if result is not None and model.result_bound > 0 else 1.0)
+    divisor_scale = 1.0
+    if model.divisor is not None:
+        name, floor = model.divisor
+        divisor_scale = floor / state[name].detach().abs().amax(-1, keepdim=True)
+    return model.at_magnitude(dtype, scale, result_scale, divisor_scale)
 
 
 def second_order_terms(compiled: ErrorBudget, propagated: Sequence[dict[str, float]],
@@ -129,10 +135,10 @@ def a_posteriori_bounds(program: Program, tokens: torch.Tensor,
             rounding = u * state[name].abs()
             state[name] = tap(state[name].detach().requires_grad_(), rounding)
         for index, op in enumerate(program.ops):
-            own = own_error(op_errors[index], state, dtype)
+            value = interpreter.apply_op(op, state, kinds)
+            own = own_error(op_errors[index], state, dtype, value)
             if second_order is not None:
                 own = own + second_order[index]
-            value = interpreter.apply_op(op, state, kinds)
             state = dict(state)
             state[op.dst] = tap(value, own)
         out = state[program.output][..., list(columns), 0]  # [N, K]

@@ -30,6 +30,7 @@ import sympy as sp
 from construct.language import interpreter
 from construct.algorithms.parameters import default_w0
 from construct.algorithms.registry import get_algorithm
+from construct.algorithms.ridge_solve import RidgeMethod
 from construct.language.printer import program_text
 from construct.language.program import Div, Program, to_fraction
 from verify.solvers import checked_prefixes
@@ -251,6 +252,9 @@ class Statement:
                     tuple[list[tuple[str, str]], sp.Expr]]
 
 
+_RIDGE_METHOD_WORDS = {RidgeMethod.SOLVE: "statistics and in-token Gauss-Jordan",
+                       RidgeMethod.SHERMAN_MORRISON: "stacked Sherman-Morrison"}
+
 STATEMENTS: dict[str, Statement] = {
     "gd": Statement(
         lambda p: (f"one GD step (d={p['d']}, alpha={p['alpha']}, lam={p['lam']}) predicts "
@@ -261,9 +265,9 @@ STATEMENTS: dict[str, Statement] = {
                    "w'^T x_q with w' = (lam I + x x^T)^{-1} x y"),
         _ridge_steps),
     "ridge": Statement(
-        lambda p: (f"stacked Sherman-Morrison (d={p['d']}, n={p['n']}, lam={p['lam']}) predicts "
-                   "w_k^T x_{k+1} with w_k = (lam I + sum_{i<=k} x_i x_i^T)^{-1} sum_{i<=k} "
-                   "x_i y_i, at every prefix k = 0..n"),
+        lambda p: (f"{_RIDGE_METHOD_WORDS[p['method']]} (d={p['d']}, n={p['n']}, "
+                   f"lam={p['lam']}) predicts w_k^T x_{{k+1}} with w_k = (lam I + sum_{{i<=k}} "
+                   "x_i x_i^T)^{-1} sum_{i<=k} x_i y_i, at every prefix k = 0..n"),
         _prefix_ridge_steps),
     "sgd": Statement(
         lambda p: (f"one pass of SGD (d={p['d']}, n={p['n']}, alpha={p['alpha']}, "
@@ -296,11 +300,14 @@ def prove_program(name: str, params: dict[str, object] | None = None,
     predictions = [_positive_divisors(trace.final[program.output][t, 0]) for t in columns]
     statement = STATEMENTS[name]
     steps, difference = statement.steps(predictions, symbols, params)
+    solve = params.get("method") is RidgeMethod.SOLVE
     if any(isinstance(op, Div) for op in program.ops):
-        steps.insert(0, ("hypothesis", "every divisor is positive, so |den| = den (the "
-                                       "program divides by 1 + x^T A^-1 x >= 1; see the "
-                                       "inverse check below)"))
-    if name == "ridge" and difference == 0:
+        steps.insert(0, ("hypothesis", "every divisor is positive, so |den| = den (" + (
+            "the program divides by the Gauss-Jordan pivots of S/k + (lam/k) I, symmetric "
+            "positive definite, whose pivots are Schur-complement diagonals >= lam/k > 0"
+            if solve else "the program divides by 1 + x^T A^-1 x >= 1; see the inverse check "
+            "below") + ")"))
+    if name == "ridge" and difference == 0 and not solve:
         more, difference = _inverse_state(trace, program, symbols, params)
         steps += more
     steps.insert(0, ("symbols", symbols.describe()))

@@ -174,6 +174,7 @@ def lower_mlp(program: Program, schedule: Schedule, layer_index: int,
             scaled = (errors.ScaledPart({dtype: relative for dtype in DTYPES}, 2),
                       errors.ScaledPart(errors.per_dtype(unit_rounding), 2),
                       errors.ScaledPart(operand_shift, 2))
+            private = (errors.ScaledPart(errors.per_dtype(unit_rounding), 2),)
             mechanism = "exact gated product" + (" through fixed-scale LayerNorm"
                                                   if uses_ln else "")
         elif isinstance(op, Mul):
@@ -195,6 +196,7 @@ def lower_mlp(program: Program, schedule: Schedule, layer_index: int,
             scaled = (errors.ScaledPart({dtype: remainder for dtype in DTYPES}, 4),
                       errors.ScaledPart({dtype: relative for dtype in DTYPES}, 2),
                       errors.ScaledPart(errors.per_dtype(unit_rounding), 1))
+            private = (errors.ScaledPart(errors.per_dtype(unit_rounding), 1),)
             operand_shift, mean_shift = (
                 errors.layernorm_shift_rounding(op.b, left_bound, right_bound,
                                                 config.mul_scale, mean_count)
@@ -218,17 +220,29 @@ def lower_mlp(program: Program, schedule: Schedule, layer_index: int,
             relative += 2 * leak * (pad_bound + config.div_scale * before[op.den]) / (
                 config.div_scale * float(op.min_abs))
             approx = relative * result
-            rounding = (d_model + 12) * result + 4 * before[op.num] / float(op.min_abs)
+            per_result = d_model + 12 + (d_model + 4) * gated
+            pads = 2 * pad_bound / (config.div_scale * float(op.min_abs)) * result
+            num_part = 4 * before[op.num] / float(op.min_abs)
+            rounding = per_result * result + num_part + pads
             shift = errors.layernorm_shift_pass_through(mean_count, 1 / float(op.min_abs))
-            # The pads are written afresh to +-N c over what they held (up to pad_bound): off by
+            # Above the floor the parts shrink (``ScaledPart``): Lemma 8's relative error like
+            # ``(m / |c|)^2`` (and its leak term like ``m / |c|``: ``t``, as ``t <= 1``), the
+            # rounding of a result like the result, the numerator's like ``|n| / |c|``. The
+            # pads are written afresh to +-N c over what they held (up to pad_bound): off by
             # u pad_bound, so LayerNorm's scale is off by that over N m (rawc fuzz, float32).
-            rounding += 2 * pad_bound / (config.div_scale * float(op.min_abs)) * result
-            if gated:  # two LayerNorm outputs multiplied: sigma's rounding enters squared
-                rounding += (d_model + 4) * result
+            # Gated: two LayerNorm outputs multiplied, sigma's rounding enters squared.
+            reads = ((op.num, before[op.num]),)
+            scaled = (errors.ScaledPart({dtype: approx for dtype in DTYPES}, 0, 1, 1),
+                      errors.ScaledPart(errors.per_dtype(per_result * result), 0, 1),
+                      errors.ScaledPart(errors.per_dtype(num_part), 1, 0, 1),
+                      errors.ScaledPart(errors.per_dtype(pads), 0, 1, 1))
+            private = scaled[1:]  # Lemma 8's relative error: one sigma for every row
             mechanism = "LayerNorm division" + (" (gated)" if gated else "")
         else:
             raise TypeError(f"op {i + 1} is not an MLP op")
-        clearing = approx  # what follows is this row's alone; what came before is unit-shared
+        # What follows is this row's alone (``ErrorModel.unshared``): the clearing of its old
+        # value; of what came before, a product's unit rounding (its W_out sum) is too.
+        approx_before, rounding_before = approx, rounding
         if i in cleared:
             approx += 2 * leak * old
             rounding += errors.attention_rounding(0, old)
@@ -248,10 +262,16 @@ def lower_mlp(program: Program, schedule: Schedule, layer_index: int,
             shift = {dtype: shift[dtype] + removal[dtype] for dtype in shift}
         total_rounding = {dtype: value + shift[dtype]
                           for dtype, value in errors.per_dtype(rounding).items()}
+        clearing = errors.per_dtype(rounding - rounding_before)
+        unshared = {dtype: approx - approx_before + clearing[dtype]
+                    + sum(part.value[dtype] for part in private) for dtype in DTYPES}
+        if isinstance(op, Div):  # its rounding is each row's (pass-through units, W_out)
+            unshared = {dtype: approx - approx_before + total_rounding[dtype] for dtype in DTYPES}
         models.append(errors.ErrorModel(
-            i, mechanism, approx, total_rounding,
-            *((reads, scaled) if isinstance(op, Mul) else ((), ())),
-            unshared={dtype: value + approx - clearing for dtype, value in total_rounding.items()}))
+            i, mechanism, approx, total_rounding, reads, scaled,
+            result_bound=result,
+            divisor=(op.den, float(op.min_abs)) if isinstance(op, Div) else None,
+            unshared=unshared, unshared_scaled=private))
     if not units.inputs:
         return MLPHalf(np.zeros((d_model, 0)), np.zeros((0, d_model)), tuple(models),
                        np.zeros((d_model, 0)) if gated else None)
