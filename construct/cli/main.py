@@ -104,7 +104,7 @@ def _cmd_docs(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    for option in ("trials", "max_d", "max_n"):
+    for option in ("trials", "max_d", "max_n", "max_stack_layers"):
         if getattr(args, option) < 1:
             raise ValueError(f"--{option.replace('_', '-')} must be >= 1, got "
                              f"{getattr(args, option)}")
@@ -116,6 +116,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from verify.bench.verify_scale import main as bench_main
     elif args.what == "targets":
         from verify.bench.targets import main as bench_main
+    elif args.what == "ridge":
+        from verify.bench.ridge import main as bench_main
     else:
         from verify.bench.sizes import main as bench_main
     return bench_main(args)
@@ -273,8 +275,16 @@ def build_parser() -> argparse.ArgumentParser:
                     "gd (d <= --max-d, 64), sherman-morrison (d <= 32), ridge and sgd (d = 4, "
                     "n <= --max-n, 64): layers, width, parameters, largest weight, float64 and "
                     "float32 end-to-end relative error over --trials tasks (goals: gated <= "
-                    "1e-12 and 1e-5, weights <= 1e4).")
-    p.add_argument("what", nargs="?", choices=("sizes", "ops", "bounds", "verify", "targets"),
+                    "1e-12 and 1e-5, weights <= 1e4).\n\n`rawc bench ridge`: the depth-width "
+                    "Pareto table of ridge --method solve and sherman-morrison, each MLP target, "
+                    "d = 2..16 (<= --max-d), n = 16, 256, 4096 (<= --max-n): layers, d_model, "
+                    "nonzero parameters, compile time, float64 and float32 worst relative error "
+                    "over every prefix, beside the critical path, the 2 + ceil(log2 d) of any "
+                    "exact per-token solve and the paper's 3n + 2 (stacks deeper than "
+                    "--max-stack-layers are not compiled). About 15 min on two cores in full; "
+                    "--max-d 8 --max-n 256 for a quick look.")
+    p.add_argument("what", nargs="?",
+                   choices=("sizes", "ops", "bounds", "verify", "targets", "ridge"),
                    default="sizes")
     p.add_argument("--target", default="paper,gated",
                    help="`bench targets`: the MLP targets to set side by side, comma separated "
@@ -283,8 +293,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trials", type=int, default=1000,
                    help="tasks per verify in `bench sizes` (default 1000)")
     p.add_argument("--max-d", type=int, default=64, help="largest d to measure (default 64)")
-    p.add_argument("--max-n", type=int, default=64,
-                   help="largest n for the learners in `bench bounds` (default 64)")
+    p.add_argument("--max-n", type=int, default=4096,
+                   help="largest n for the learners (bounds and targets measure n <= 64, "
+                        "ridge n <= 4096; default: all of them)")
+    p.add_argument("--max-stack-layers", type=int, default=800,
+                   help="`bench ridge`: deepest Sherman-Morrison stack to compile (default 800: "
+                        "n <= 266)")
     p.add_argument("--json", action="store_true", help="the rows as JSON instead of a table")
     p.set_defaults(run=_cmd_bench)
 
