@@ -22,6 +22,7 @@ from fractions import Fraction
 from construct.algorithms import learners, stability, theorems
 from construct.algorithms.family import Family
 from construct.algorithms.linear_attention import LSA_ALGORITHMS, LSAAlgorithm
+from construct.algorithms.ridge_newton import ridge_newton_program
 from construct.algorithms.ridge_solve import RidgeMethod, ridge_solve_program
 from construct.algorithms.parameters import Parameter, given_or_default, start_weights
 from construct.algorithms.stability import Divergence
@@ -123,11 +124,15 @@ def _choice(kind: type[enum.Enum], name: str, value: object) -> enum.Enum:
                            f"{value!r}") from None
 
 
-def _ridge(d: int, n: int, lam: Fraction, method: RidgeMethod, input_bound: float = 4.0
-           ) -> Program:
+def _ridge(d: int, n: int, lam: Fraction, method: RidgeMethod, newton_steps: int,
+           input_bound: float = 4.0) -> Program:
     """Ridge at every prefix by the chosen method (``RidgeMethod``)."""
+    if newton_steps and method is not RidgeMethod.NEWTON:
+        raise ProgramError(f"--newton-steps applies to --method newton only, not {method}")
     if method is RidgeMethod.SOLVE:
         return ridge_solve_program(d, n, lam, input_bound)
+    if method is RidgeMethod.NEWTON:
+        return ridge_newton_program(d, n, lam, input_bound, newton_steps)
     return learners.ridge_program(d, n, lam, input_bound)
 
 
@@ -170,8 +175,11 @@ PROGRAM_ALGORITHMS: dict[str, ProgramAlgorithm] = {
          Parameter("n", int, 4, "number of exemplars"),
          Parameter("lam", Fraction, Fraction(1, 2), "ridge penalty (> 0)"),
          Parameter("method", RidgeMethod, RidgeMethod.SOLVE,
-                   "ridge: solve (depth independent of n, the default) or sherman-morrison "
-                   "(the paper's stack, depth O(n))")),
+                   "ridge: solve (statistics and Gauss-Jordan, 2d + 3 layers for any n; the "
+                   "default), newton (statistics and Newton-Schulz, 2k + 5 layers) or "
+                   "sherman-morrison (the paper's stack, 3n + 2 layers)"),
+         Parameter("newton_steps", int, 0, "Newton-Schulz steps k (0: from lam and the bound, "
+                   "enough for float64 rounding over the declared box)", flag="newton-steps")),
         _ridge, lam_rule=LamRule.POSITIVE),
     "gd-batch": ProgramAlgorithm(
         "gd-batch", "one full-batch GD step (mean loss) on the exemplars before each query "

@@ -63,10 +63,12 @@ from construct.language.program import Program, ProgramError, to_fraction
 
 class RidgeMethod(enum.Enum):
     """How ``ridge`` reaches every prefix: this module's statistics and solve (depth ``2 d + 3``
-    for any ``n``) or ``n`` stacked Sherman–Morrison updates (``learners.ridge_program``,
-    depth ``O(n)``)."""
+    for any ``n``), the statistics and Newton–Schulz steps (``ridge_newton``, depth
+    ``2 k + 5``, ``k ~ log2`` of the condition number) or ``n`` stacked Sherman–Morrison updates
+    (``learners.ridge_program``, depth ``O(n)``)."""
 
     SOLVE = "solve"
+    NEWTON = "newton"
     SHERMAN_MORRISON = "sherman-morrison"
 
     def __str__(self) -> str:  # as the command line spells it
@@ -85,6 +87,19 @@ def _unit(rows: int, cols: int, pairs: list[tuple[int, int]]) -> list[list[Fract
     return matrix
 
 
+def ridge_statistics(b: ProgramBuilder, d: int, lam: Fraction) -> None:
+    """The mean reads every ridge method by statistics starts from: ``s_mean = S_k / k``
+    (``d x d``), ``c_mean = b_k / k`` and ``inv_k = 1 / k`` (module docstring)."""
+    b.prior("one", [1])
+    b.mov("xe", "x", prev())                                    # the exemplar's x at its y-column
+    b.mov("first", "one", prev(2))                              # 1 at the first y-column only
+    b.mul("xx", "xe", "xe", d, 1, d)                            # x x^T
+    b.mul("xy", "xe", "y", d, 1, 1)                             # y x
+    b.mov("s_mean", "xx", mean_of("y"))                         # S_k / k
+    b.mov("c_mean", "xy", mean_of("y"))                         # b_k / k
+    b.mov("inv_k", "first", mean_of("y"))                       # 1 / k
+
+
 def ridge_solve_program(d: int, n: int = 4, lam: object = Fraction(1, 2),
                         input_bound: float = 4.0) -> Program:
     """Ridge at every prefix: statistics by mean reads, then ``d`` Gauss–Jordan pivots."""
@@ -100,14 +115,7 @@ def ridge_solve_program(d: int, n: int = 4, lam: object = Fraction(1, 2),
     row_bound = max(multiplier, weight, 1.0)
     column_bound = max(multiplier, entry, 1.0)
     b = ProgramBuilder("ridge", d)
-    b.prior("one", [1])
-    b.mov("xe", "x", prev())                                    # the exemplar's x at its y-column
-    b.mov("first", "one", prev(2))                              # 1 at the first y-column only
-    b.mul("xx", "xe", "xe", d, 1, d)                            # x x^T
-    b.mul("xy", "xe", "y", d, 1, 1)                             # y x
-    b.mov("s_mean", "xx", mean_of("y"))                         # S_k / k
-    b.mov("c_mean", "xy", mean_of("y"))                         # b_k / k
-    b.mov("inv_k", "first", mean_of("y"))                       # 1 / k
+    ridge_statistics(b, d, lam)
     # M = [S/k + (lam/k) I | b/k], row-major d x (d + 1)
     place_s = _unit(d * width, d * d, [(i * width + j, i * d + j)
                                        for i in range(d) for j in range(d)])

@@ -276,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "n <= --max-n, 64): layers, width, parameters, largest weight, float64 and "
                     "float32 end-to-end relative error over --trials tasks (goals: gated <= "
                     "1e-12 and 1e-5, weights <= 1e4).\n\n`rawc bench ridge`: the depth-width "
-                    "Pareto table of ridge --method solve and sherman-morrison, each MLP target, "
+                    "Pareto table of ridge --method solve, newton and sherman-morrison, each MLP target, "
                     "d = 2..16 (<= --max-d), n = 16, 256, 4096 (<= --max-n): layers, d_model, "
                     "nonzero parameters, compile time, float64 and float32 worst relative error "
                     "over every prefix, beside the critical path, the 2 + ceil(log2 d) of any "

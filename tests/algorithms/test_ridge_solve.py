@@ -94,5 +94,38 @@ def test_the_method_is_recorded_and_parsed() -> None:
     assert algorithm.resolve(d=2)["method"] is RidgeMethod.SOLVE
     assert algorithm.resolve(d=2, method="sherman-morrison")["method"] is \
         RidgeMethod.SHERMAN_MORRISON
-    with pytest.raises(ProgramError, match="method must be one of solve, sherman-morrison"):
+    with pytest.raises(ProgramError, match="method must be one of solve, newton, sherman-morrison"):
         algorithm.resolve(d=2, method="cholesky")
+
+
+# ---------------------------------------------------------------- --method newton
+from construct.algorithms.ridge_newton import newton_steps, ridge_newton_program  # noqa: E402
+from construct.compiler.config import unit_roundoff  # noqa: E402
+
+
+@pytest.mark.parametrize("d, n, lam", [(2, 4, Fraction(1, 2)), (4, 64, Fraction(1, 10))])
+def test_newton_steps_are_the_fewest_that_reach_rounding(d, n, lam) -> None:
+    import math
+    k = newton_steps(d, n, lam, 4.0)
+    condition = n * d * (16 + float(lam)) / float(lam)
+    residual = lambda steps: math.exp(-2 ** steps / condition)  # >= (1 - 1/K)^(2^k)
+    assert residual(k) <= unit_roundoff("float64") < residual(k - 1)
+
+
+@settings(max_examples=10, deadline=None)
+@given(d=st.integers(1, 4), n=st.integers(1, 32),
+       lam=st.fractions(Fraction(1, 10), Fraction(4), max_denominator=20),
+       seed=st.integers(0, 10 ** 6))
+def test_newton_meets_the_linear_solve_at_every_prefix(d, n, lam, seed) -> None:
+    program = ridge_newton_program(d, n, lam)
+    tasks = make_tasks(d, 8, 4.0, seed, n_examples=n, prior_column=True, scale=4.0)
+    _declared_bounds_hold(program, tasks.tokens)
+    exact = interpreter.run(program, tasks.tokens).prediction()
+    closed = closed_form_prediction("ridge", {"d": d, "n": n, "lam": lam}, tasks)
+    assert float((exact - closed).abs().max()) <= 1e-10 * max(float(closed.abs().max()), 1.0)
+
+
+def test_newton_depth_is_two_layers_a_step() -> None:
+    for steps in (3, 6):
+        compiled = compile_program(ridge_newton_program(2, 8, steps=steps), CompileConfig())
+        assert compiled.shape.depth == 2 * steps + 5

@@ -13,7 +13,7 @@ def test_a_small_table_has_every_method_and_target_and_the_bounds(capsys):
     report = json.loads(capsys.readouterr().out)
     rows = report["rows"]
     assert {(r["method"], r["target"]) for r in rows} == {
-        (m, t) for m in ("solve", "sherman-morrison") for t in ("paper", "gated")}
+        (m, t) for m in ("solve", "newton", "sherman-morrison") for t in ("paper", "gated")}
     for row in rows:
         assert row["critical_path"] <= row["layers"]
         assert row["paper_layers"] == 50 and row["exact_solve_bound"] == 3

@@ -1,7 +1,7 @@
 """``rawc bench ridge``: the depth–width Pareto table of the ridge methods, in one run.
 
-For each method (``solve``: statistics and an in-token Gauss–Jordan solve; ``sherman-morrison``:
-the paper's stack of ``n`` updates) x MLP target x ``d`` x ``n``: layers, ``d_model``, nonzero
+For each method (``solve``: statistics and an in-token Gauss–Jordan solve; ``newton``: the
+statistics and Newton–Schulz steps; ``sherman-morrison``: the paper's stack of ``n`` updates) x MLP target x ``d`` x ``n``: layers, ``d_model``, nonzero
 parameters, compile time (float64 constants), and the worst relative error over every prefix
 (``max |err| / max |ref|`` against the closed form, ``torch.linalg.solve`` in float64) in
 float64 and in float32, each with the constants tuned for its dtype. Beside them the lower

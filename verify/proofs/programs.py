@@ -253,6 +253,7 @@ class Statement:
 
 
 _RIDGE_METHOD_WORDS = {RidgeMethod.SOLVE: "statistics and in-token Gauss-Jordan",
+                       RidgeMethod.NEWTON: "statistics and Newton-Schulz",
                        RidgeMethod.SHERMAN_MORRISON: "stacked Sherman-Morrison"}
 
 STATEMENTS: dict[str, Statement] = {
@@ -290,6 +291,11 @@ def prove_program(name: str, params: dict[str, object] | None = None,
         raise ValueError(f"no closed form known for {name!r}; provable: {', '.join(STATEMENTS)}")
     algorithm = get_algorithm(name)
     params = algorithm.resolve(**(params or {}))
+    if params.get("method") is RidgeMethod.NEWTON:
+        raise ValueError("ridge --method newton approximates the inverse (k Newton-Schulz steps "
+                         "leave a relative error up to (1 - 1/K)^(2^k), see "
+                         "construct.algorithms.ridge_newton): there is no exact identity to "
+                         "prove; prove --method solve or sherman-morrison")
     program = program or algorithm.program(params)
     started = time.perf_counter()
     n = int(params.get("n", 1))
