@@ -22,7 +22,7 @@ from fractions import Fraction
 from construct.algorithms import learners, stability, theorems
 from construct.algorithms.family import Family
 from construct.algorithms.linear_attention import LSA_ALGORITHMS, LSAAlgorithm
-from construct.algorithms.ridge_newton import ridge_newton_program
+from construct.algorithms.ridge_newton import newton_steps, ridge_newton_program
 from construct.algorithms.ridge_solve import RidgeMethod, ridge_solve_program
 from construct.algorithms.parameters import Parameter, given_or_default, start_weights
 from construct.algorithms.stability import Divergence
@@ -55,6 +55,14 @@ class ProgramAlgorithm:
     lam_rule: LamRule = LamRule.ANY
     family: Family = Family.PROGRAM
     stability: Callable[[dict[str, object], float], Divergence | None] | None = None
+    # Parameters derived from the others and the input bound, made explicit for the record
+    # (ridge's automatic Newton-Schulz step count).
+    derive: Callable[[dict[str, object], float], dict[str, object]] | None = None
+
+    def effective(self, params: dict[str, object], input_bound: float) -> dict[str, object]:
+        """``params`` with every derived value written out: what a checkpoint records, so a
+        reader (and the integrity check) rebuilds the same program from the record alone."""
+        return params if self.derive is None else self.derive(dict(params), input_bound)
 
     def resolve(self, **given: object) -> dict[str, object]:
         """Every parameter's value: given ones parsed (command-line text included) and
@@ -136,6 +144,13 @@ def _ridge(d: int, n: int, lam: Fraction, method: RidgeMethod, newton_steps: int
     return learners.ridge_program(d, n, lam, input_bound)
 
 
+def _ridge_derived(params: dict[str, object], input_bound: float) -> dict[str, object]:
+    if params["method"] is RidgeMethod.NEWTON and not params["newton_steps"]:
+        params["newton_steps"] = newton_steps(int(params["d"]), int(params["n"]),
+                                              params["lam"], input_bound)
+    return params
+
+
 def _step_parameters(alpha: Fraction) -> tuple[Parameter, ...]:
     """The parameters of the gradient learners over n exemplars (``sgd``, ``gd-batch``)."""
     return (Parameter("d", int, 2, "input dimension"),
@@ -180,7 +195,7 @@ PROGRAM_ALGORITHMS: dict[str, ProgramAlgorithm] = {
                    "sherman-morrison (the paper's stack, 3n + 2 layers)"),
          Parameter("newton_steps", int, 0, "Newton-Schulz steps k (0: from lam and the bound, "
                    "enough for float64 rounding over the declared box)", flag="newton-steps")),
-        _ridge, lam_rule=LamRule.POSITIVE),
+        _ridge, lam_rule=LamRule.POSITIVE, derive=_ridge_derived),
     "gd-batch": ProgramAlgorithm(
         "gd-batch", "one full-batch GD step (mean loss) on the exemplars before each query "
         "(constant depth)",

@@ -50,6 +50,8 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     overrides = {"input_bound": args.bound, "n_ctx": args.n_ctx, "schedule": args.schedule,
                  "form": args.form, "target": args.target}
     config = CompileConfig.for_dtype(args.dtype, **overrides)
+    if hasattr(algorithm, "effective"):
+        params = algorithm.effective(params, config.input_bound)
     built = algorithm.construct(params, config, listing=args.listing)
     if hasattr(built, "source_program"):  # the tokens a task carries must fit n_ctx
         program_file.exemplars(built.source_program, int(params.get("n", 1)), config.n_ctx)
