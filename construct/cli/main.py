@@ -120,6 +120,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from verify.bench.targets import main as bench_main
     elif args.what == "ridge":
         from verify.bench.ridge import main as bench_main
+    elif args.what == "horizon":
+        from verify.bench.ridge import main_horizon as bench_main
     else:
         from verify.bench.sizes import main as bench_main
     return bench_main(args)
@@ -284,9 +286,13 @@ def build_parser() -> argparse.ArgumentParser:
                     "over every prefix, beside the critical path, the 2 + ceil(log2 d) of any "
                     "exact per-token solve and the paper's 3n + 2 (stacks deeper than "
                     "--max-stack-layers are not compiled). About 15 min on two cores in full; "
-                    "--max-d 8 --max-n 256 for a quick look.")
+                    "--max-d 8 --max-n 256 for a quick look.\n\n`rawc bench horizon`: the "
+                    "divergence horizon, each learner's (ridge by every method, sgd, gd-batch; "
+                    "d = 4) relative error at n = 16 .. 4096 (<= --max-n) in float64 and "
+                    "float32, and the first n where it passes 1e-3 (deep stacks stop at "
+                    "--max-stack-layers).")
     p.add_argument("what", nargs="?",
-                   choices=("sizes", "ops", "bounds", "verify", "targets", "ridge"),
+                   choices=("sizes", "ops", "bounds", "verify", "targets", "ridge", "horizon"),
                    default="sizes")
     p.add_argument("--target", default="paper,gated",
                    help="`bench targets`: the MLP targets to set side by side, comma separated "

@@ -35,3 +35,16 @@ def test_long_contexts_run_few_tasks_in_small_batches():
     count, batch = tasks_for(4096, 1000)
     assert count == 2 and batch == 1
     assert tasks_for(16, 1000) == (1000, 2 ** 26 // 34 ** 2)
+
+
+def test_the_horizon_table_names_every_learner_and_stops_deep_stacks(capsys):
+    assert rawc(["bench", "horizon", "--max-n", "16", "--trials", "2", "--target", "gated",
+                 "--max-stack-layers", "40", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    learners = {r["learner"] for r in rows}
+    assert learners == {"ridge --method solve", "ridge --method newton",
+                        "ridge --method sherman-morrison", "sgd", "gd-batch"}
+    for row in rows:
+        deep = row["learner"] in ("sgd", "ridge --method sherman-morrison")
+        assert (row["errors"] == {}) == deep, row  # 3 * 16 + 2 = 50 layers > 40
+        assert row["horizon"] is None

@@ -93,6 +93,66 @@ def measure(method: RidgeMethod, target: MlpTarget, d: int, n: int, trials: int,
     return row
 
 
+HORIZON_CONTEXTS = (16, 64, 256, 1024, 4096)
+HORIZON_ERROR = 1e-3
+
+
+def _learner_error(name: str, params: dict[str, object], dtype: str, target: MlpTarget,
+                   trials: int, seed: int) -> float:
+    algorithm = get_algorithm(name)
+    n = int(params["n"])
+    config = CompileConfig.for_dtype(dtype, target=target, n_ctx=2 * n + 2)
+    compiled = compile_program(algorithm.program(params, config.input_bound), config)
+    count, batch = tasks_for(n, trials)
+    tasks = make_tasks(compiled.program.d, count, config.input_bound, seed, n_examples=n,
+                       prior_column=compiled.program.prior_column)
+    model = Transformer(compiled.shape, compiled.weights, torch_dtype(dtype))
+    columns = [compiled.program.first_x_column + 2 * k for k in range(n + 1)]
+    predicted = torch.cat([model.outputs(chunk.to(torch_dtype(dtype)))[:, columns, 0].double()
+                           for chunk in tasks.tokens.split(batch)])
+    exact = closed_form_prediction(name, params, tasks)
+    return float((predicted - exact).abs().max() / exact.abs().max())
+
+
+def horizon(d: int, target: MlpTarget, max_n: int, max_layers: int, trials: int, seed: int,
+            progress: bool = True) -> list[dict[str, object]]:
+    """Per learner and dtype: the relative error at each context length, and the first ``n``
+    where it exceeds ``HORIZON_ERROR`` (None: not within the lengths measured)."""
+    learners = [("ridge", {"method": m}) for m in RidgeMethod] + [("sgd", {}), ("gd-batch", {})]
+    rows = []
+    for name, extra in tqdm(learners, desc="learners", file=sys.stderr, disable=not progress,
+                            leave=False):
+        for dtype in ("float64", "float32"):
+            errors: dict[int, float] = {}
+            reached = None
+            for n in (n for n in HORIZON_CONTEXTS if n <= max_n):
+                params = get_algorithm(name).resolve(d=d, n=n, **extra)
+                deep = (name == "sgd" or extra.get("method") is RidgeMethod.SHERMAN_MORRISON)
+                if deep and stack_layers(n) > max_layers:
+                    break
+                errors[n] = _learner_error(name, params, dtype, target, trials, seed)
+                if errors[n] > HORIZON_ERROR:
+                    reached = n
+                    break
+            rows.append({"learner": name + (f" --method {extra['method']}" if extra else ""),
+                         "dtype": dtype, "target": target.value, "d": d, "errors": errors,
+                         "horizon": reached})
+    return rows
+
+
+def format_horizon(rows: list[dict[str, object]]) -> str:
+    lines = [f"{'learner':<34}{'dtype':<9}" + "".join(f"{n:>10}" for n in HORIZON_CONTEXTS)
+             + "   first n over 1e-3"]
+    lines.append("-" * len(lines[0]))
+    for r in rows:
+        cells = "".join(f"{r['errors'][n]:>10.1e}" if n in r["errors"] else f"{'-':>10}"
+                        for n in HORIZON_CONTEXTS)
+        measured = max(r["errors"], default=0)
+        lines.append(f"{r['learner']:<34}{r['dtype']:<9}{cells}   "
+                     + (str(r["horizon"]) if r["horizon"] else f"none up to {measured}"))
+    return "\n".join(lines)
+
+
 def format_table(rows: list[dict[str, object]]) -> str:
     head = (f"{'method':<17}{'target':<7}{'d':>3}{'n':>6}{'layers':>7}{'path':>5}"
             f"{'exact':>6}{'3n+2':>7}{'d_model':>8}{'nonzero':>9}{'compile s':>10}"
@@ -127,6 +187,16 @@ def goals(rows: list[dict[str, object]]) -> list[str]:
                        f"{'yes' if worst['error_float64'] <= goal else 'no'} (worst "
                        f"{worst['error_float64']:.2g} at d={worst['d']} n={worst['n']})")
     return out
+
+
+def main_horizon(args: argparse.Namespace) -> int:
+    """``rawc bench horizon``: each learner's error against the context length, d = 4."""
+    rows = []
+    for target in [MlpTarget(t.strip()) for t in args.target.split(",")]:
+        rows += horizon(min(4, args.max_d), target, args.max_n, args.max_stack_layers,
+                        args.trials, args.seed, progress=not args.json)
+    print(json.dumps(rows, indent=2) if args.json else format_horizon(rows))
+    return 0
 
 
 def main(args: argparse.Namespace) -> int:
