@@ -141,6 +141,11 @@ def check_ops_in_layer(compiled: CompiledModel, step: LayerStep, kinds: tuple[st
     held: dict[int, float] = {}  # each op's bound on this batch
     limit = float(torch.finfo(step.start.dtype).max) / 16
     finite_start, finite_middle = (bool(torch.isfinite(r).all()) for r in (step.start, step.middle))
+    # LayerNorm squares what its MLP half reads: past the dtype's range at the magnitudes the
+    # model really holds there (grown beyond the analysis' bounds by earlier errors), the
+    # MLP's ops have no bound (``construct.compiler.propagate.representable`` a priori).
+    squares = float(step.middle.abs().max()) ** 2 * step.middle.shape[-1]
+    finite_middle = finite_middle and squares < limit
     factor = clearing_factor(compiled.config, str(step.start.dtype).removeprefix("torch."))
     for i in sorted((*layer.attn, *layer.mlp)):
         op = program.ops[i]
@@ -167,7 +172,8 @@ def check_ops_in_layer(compiled: CompiledModel, step: LayerStep, kinds: tuple[st
         if not finite_start or (in_mlp and not finite_middle):
             # An earlier overflow (caught by its own op's check where that op had a finite
             # bound) leaves inf or NaN in some row, and every head and unit multiplies every
-            # row, ``0 * inf = NaN``: no op of the layer is bounded on such a state.
+            # row, ``0 * inf = NaN``: no op of the layer is bounded on such a state; nor an MLP
+            # op whose LayerNorm squares past the range.
             held[i] = math.inf
         if op.dst in schedule.virtual:
             continue
