@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from construct.algorithms.registry import (ALGORITHMS, algorithm_params, get_algorithm,
@@ -141,6 +142,9 @@ def _add_algorithm_args(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rawc", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an error (also RAWC_DEBUG=1); by default "
+                             "every error is one line and an exit code")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("list", help="the named algorithms and their parameters")
@@ -318,13 +322,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+INTERNAL_ERROR = 70  # EX_SOFTWARE: a bug in rawc, not the user's input
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Exit codes: 0 pass, 1 verification failed, 2 bad input (one line naming it), 3 no
+    guarantee, 130 interrupted, 70 an internal error (a bug). No traceback unless ``--debug``
+    or ``RAWC_DEBUG=1``."""
     args = build_parser().parse_args(argv)
+    debug = args.debug or os.environ.get("RAWC_DEBUG", "") not in ("", "0")
     try:
         return args.run(args)
     except (ProgramError, ValueError, OSError) as exc:
+        if debug:
+            raise
         print(f"rawc {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"rawc {args.command}: interrupted (nothing half-written is left behind)",
+              file=sys.stderr)
+        return INTERRUPTED
+    except MemoryError:
+        if debug:
+            raise
+        print(f"rawc {args.command}: error: out of memory; try a smaller size or --batch",
+              file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - a bug: one line, the traceback on request
+        if debug:
+            raise
+        print(f"rawc {args.command}: internal error: {type(exc).__name__}: {exc} (a bug in "
+              "rawc; run with --debug for the traceback and report it)", file=sys.stderr)
+        return INTERNAL_ERROR
 
 
 if __name__ == "__main__":

@@ -164,15 +164,32 @@ def write_atomically(tensors: dict[str, torch.Tensor], path: str,
     replace_atomically(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
+def _new_file_mode() -> int:
+    """``0o666`` under the process umask, as ``open`` would create a file (read without
+    changing it: ``os.umask`` sets as it reads)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def replace_atomically(path: str, write: Callable[[str], None]) -> None:
-    """``write(tmp)`` to a temporary name in ``path``'s directory, then rename it over
-    ``path``: a failure leaves nothing half-written."""
-    directory = os.path.dirname(os.path.abspath(path))
+    """``write(tmp)`` to a temporary name beside ``path``'s target, then rename it over that
+    target: a failure leaves nothing half-written.
+
+    A symlink is written through (its target is replaced, the link stays); an existing file
+    keeps its mode, a new one gets ``0o666`` under the umask (``mkstemp``'s private ``0600``
+    is not a checkpoint's mode). The temporary file is removed on every exit Python sees
+    (an exception, Ctrl-C); only SIGKILL can leave a ``.rawc-*.tmp`` beside the target, and
+    never a damaged target, which is replaced by one rename."""
+    target = os.path.realpath(path)
+    directory = os.path.dirname(target)
+    mode = os.stat(target).st_mode & 0o7777 if os.path.exists(target) else _new_file_mode()
     handle, tmp = tempfile.mkstemp(dir=directory, prefix=".rawc-", suffix=".tmp")
     os.close(handle)
     try:
         write(tmp)
-        os.replace(tmp, path)
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)

@@ -21,3 +21,37 @@ def test_bad_options_exit_2_with_one_line(argv, problem, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert problem in err and len(err.splitlines()) == 1
     assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_ctrl_c_exits_130_without_a_traceback(monkeypatch, capsys):
+    from construct.cli import main as cli
+
+    def interrupt(args):
+        raise KeyboardInterrupt
+
+    parser = cli.build_parser()
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    parser._subparsers._group_actions[0].choices["list"].set_defaults(run=interrupt)
+    assert cli.main(["list"]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "Traceback" not in err
+
+
+def test_an_internal_error_is_one_line_and_debug_shows_it(monkeypatch, capsys):
+    from construct.cli import main as cli
+
+    def broken(args):
+        raise RuntimeError("boom")
+
+    parser = cli.build_parser()
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    parser._subparsers._group_actions[0].choices["list"].set_defaults(run=broken)
+    assert cli.main(["list"]) == 70
+    err = capsys.readouterr().err
+    assert "internal error: RuntimeError: boom" in err and "Traceback" not in err
+    monkeypatch.setenv("RAWC_DEBUG", "1")
+    with pytest.raises(RuntimeError):
+        cli.main(["list"])
+    monkeypatch.delenv("RAWC_DEBUG")
+    with pytest.raises(RuntimeError):
+        cli.main(["--debug", "list"])
