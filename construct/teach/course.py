@@ -56,6 +56,11 @@ def proof_section(name: str, params: dict[str, object]) -> list[str]:
     if d > PROOF_MAX_D:
         return ["## Proof", "", f"Run `rawc prove {name} --d {min(d, PROOF_MAX_D)}`: the symbolic "
                 f"proof is printed for d <= {PROOF_MAX_D} only.", ""]
+    if str(params.get("method")) == "newton":
+        return ["## Proof", "", "No exact identity to prove: Newton-Schulz approximates the "
+                "inverse (after `k` steps its relative error is at most `(1 - 1/K)^(2^k)`, "
+                "`K` the condition bound; `construct.algorithms.ridge_newton`). "
+                "`rawc prove ridge --method solve` proves the same statistics exactly.", ""]
     text, _ = report(name, params, times=False)
     return ["## Proof", "", f"`rawc prove {name} --d {d}` (timings left out): the interpreter runs "
             "the program on symbols and the result is compared with the closed form by "

@@ -19,10 +19,13 @@ from construct.teach.pictures import (STYLE, Figure, _entry, _heatmap, colors, h
 from verify.tasks import make_tasks
 
 
-def run_example(compiled: CompiledModel, seed: int = 0) -> tuple[torch.Tensor, ForwardCache]:
-    """One random prompt ``x1, y1, x_q`` (``[T, d + 1]``, inside the input bound) and the
-    model's residuals on it."""
-    tasks = make_tasks(compiled.program.d, 1, compiled.config.input_bound, seed=seed)
+def run_example(compiled: CompiledModel, seed: int = 0, n_examples: int = 1
+                ) -> tuple[torch.Tensor, ForwardCache]:
+    """One random prompt ``[P] x1, y1, ..., x_q`` with ``n_examples`` exemplars (``[T, d + 1]``,
+    inside the input bound; the prior column where the program has one) and the model's
+    residuals on it."""
+    tasks = make_tasks(compiled.program.d, 1, compiled.config.input_bound, seed=seed,
+                       n_examples=n_examples, prior_column=compiled.program.prior_column)
     tokens = tasks.tokens[0]
     return tokens, Transformer(compiled.shape, compiled.weights)(tokens)
 
@@ -51,19 +54,23 @@ def slot_values(compiled: CompiledModel, trace: Trace, cache: ForwardCache,
     return names, np.concatenate(ours), np.concatenate(theirs)
 
 
-def _prompt_text(tokens: torch.Tensor) -> str:
-    """``x1 = (..), y1 = .., x2 = (..)``: the label of a y-token, else the features (first 4)."""
+def _prompt_text(tokens: torch.Tensor, prior_column: bool) -> str:
+    """``x1 = (..), y1 = .., x2 = (..)``: the label of a y-token, else the features (first 4);
+    the prior column (a zero token) is left out."""
     parts = []
-    for name, token in zip(token_names(len(tokens)), tokens.tolist()):
+    for name, token in zip(token_names(len(tokens), prior_column), tokens.tolist()):
+        if name == "P":
+            continue
         values = token[:1] if name[0] == "y" else token[1:]
         text = ", ".join(f"{v:.3g}" for v in values[:4]) + (", …" if len(values) > 4 else "")
         parts.append(f"{name} = {text}" if name[0] == "y" else f"{name} = ({text})")
     return ", ".join(parts)
 
 
-def example_figure(compiled: CompiledModel, seed: int = 0) -> Figure:
-    tokens, cache = run_example(compiled, seed)
-    n_layers, names = compiled.shape.n_layers, token_names(len(tokens))
+def example_figure(compiled: CompiledModel, seed: int = 0, n_examples: int = 1) -> Figure:
+    tokens, cache = run_example(compiled, seed, n_examples)
+    prior = compiled.program.prior_column
+    n_layers, names = compiled.shape.n_layers, token_names(len(tokens), prior)
     roles = [head_roles(compiled, l) for l in range(n_layers)]
     n_heads = max([1] + [len(r) for r in roles])
     leak = 0.0
@@ -82,7 +89,7 @@ def example_figure(compiled: CompiledModel, seed: int = 0) -> Figure:
                          colorbar=False, hide_below=1e-3)
                 ax.set_title(f"L{l} head {head}: {short}")
         grid[0][0].set(ylabel="query position t", xlabel="key position j")
-        top.suptitle(f"{compiled.program.name}, prompt {_prompt_text(tokens)}\nattention "
+        top.suptitle(f"{compiled.program.name}, prompt {_prompt_text(tokens, prior)}\nattention "
                      "pattern of every head (softmax over keys j ≤ t, rows sum to 1): one key "
                      f"per query, the point read; weight off that key ≤ {leak:.1e}")
         worst, trace = 0.0, run(compiled.program, tokens.numpy())

@@ -24,12 +24,20 @@ from construct.teach.explain import SWEEP_DS, SweepRow, explain_markdown, sweep_
 from verify.check.integrity import compare_compiled
 
 
+def _parameter_flags() -> list[tuple[str, str]]:
+    """``(flag without --, args attribute)`` of every algorithm parameter but ``d``."""
+    from construct.algorithms.registry import parameter_options
+
+    return [(option[2:], spec["dest"]) for option, spec in parameter_options().items()
+            if option != "--d"]
+
+
 def command_line(args: argparse.Namespace) -> str:
     """The command that regenerates the page for ``args`` (stated at the top of the page)."""
     words = [".venv/bin/python -m construct.cli explain", args.target]
     words += [] if os.path.isfile(args.target) else [f"--d {args.d}"]
-    words += [f"--{k} {getattr(args, k)}" for k in ("alpha", "lam", "w0")
-              if getattr(args, k, None) is not None]
+    words += [f"--{spec_option} {getattr(args, name)}"
+              for spec_option, name in _parameter_flags() if getattr(args, name, None) is not None]
     words += [f"--dtype {args.dtype}"] if getattr(args, "dtype", "float64") != "float64" else []
     return " ".join(words + ([f"--out {args.out}"] if getattr(args, "out", None) else []))
 
@@ -99,7 +107,8 @@ def write_page_pictures(target: Target, out: str | os.PathLike) -> list[str]:
     """The pictures of ``target``'s page, written to ``out/pictures``."""
     from construct.teach.pictures import write_pictures
 
-    paths = write_pictures(target.compiled, pathlib.Path(out) / "pictures", target.name)
+    paths = write_pictures(target.compiled, pathlib.Path(out) / "pictures", target.name,
+                           n_examples=int(target.params.get("n", 1)))
     return [str(p) for p in paths]
 
 

@@ -52,7 +52,7 @@ from construct.model.assemble import CompiledModel
 from construct.language.interpreter import column_kinds
 from construct.model.transformer import Transformer
 from construct.language.printer import op_text
-from construct.language.program import Mov
+from construct.language.program import PRIOR_KIND, Mov
 
 STYLE = {"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "xtick.labelsize": 7,
          "ytick.labelsize": 7, "figure.titlesize": 9}
@@ -63,15 +63,16 @@ HeadRole = tuple[int, str, str]  # head index, its read map in short, what it do
 
 
 def write_pictures(compiled: CompiledModel, out_dir: pathlib.Path, stem: str, *,
-                   seed: int = 0) -> list[pathlib.Path]:
-    """Write the layout, per-layer and example pictures; return their paths in that order."""
+                   seed: int = 0, n_examples: int = 1) -> list[pathlib.Path]:
+    """Write the layout, per-layer and example pictures; return their paths in that order.
+    The example prompt holds ``n_examples`` exemplars (a learner over ``n`` needs all ``n``)."""
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     figures = [("layout", layout_figure(compiled))]
     figures += [(f"layer{l}", layer_figure(compiled, l)) for l in range(compiled.shape.n_layers)]
     from construct.teach.example_picture import example_figure  # it draws with this module
 
-    figures.append(("example", example_figure(compiled, seed)))
+    figures.append(("example", example_figure(compiled, seed, n_examples)))
     paths = [out_dir / f"{stem}-{suffix}.png" for suffix, _ in figures]
     for path, (_, figure) in zip(paths, figures):
         # No "Software" chunk: the bytes then depend on the model alone, not on versions.
@@ -80,9 +81,11 @@ def write_pictures(compiled: CompiledModel, out_dir: pathlib.Path, stem: str, *,
 
 
 # ------------------------------------------------------------------ names of rows and columns
-def token_names(n_tokens: int) -> list[str]:
-    """``x1, y1, x2, ...``: the interleaved prompt, position 0 an x-token."""
-    return [f"{kind}{t // 2 + 1}" for t, kind in enumerate(column_kinds(n_tokens))]
+def token_names(n_tokens: int, prior_column: bool = False) -> list[str]:
+    """``x1, y1, x2, ...``: the interleaved prompt (``P`` first where it has a prior column)."""
+    offset = int(prior_column)
+    return ["P" if kind == PRIOR_KIND else f"{kind}{(t - offset) // 2 + 1}"
+            for t, kind in enumerate(column_kinds(n_tokens, prior_column))]
 
 
 def half_names(n_layers: int) -> list[str]:
@@ -245,7 +248,7 @@ def _draw_scores(ax: Axes, compiled: CompiledModel, layer: int, role: HeadRole) 
     shifted -= np.nanmax(shifted, axis=1, keepdims=True)
     gaps = [np.diff(np.sort(row[np.isfinite(row)]))[-1] for row in shifted[1:]]
     gap = min(gaps) if gaps else compiled.config.attn_hardness
-    names = token_names(n)
+    names = token_names(n, compiled.program.prior_column)
     _heatmap(ax, shifted, names, names, norm=colors.Normalize(-2 * gap, 0), cmap="viridis",
              fmt="{:.0f}", colorbar=False, hide_below=-1.0)
     ax.set(ylabel="query position t", xlabel="key position j")
