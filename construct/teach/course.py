@@ -23,7 +23,7 @@ import re
 
 from verify.proofs.prove import report
 
-PAGES = {"gd": 2, "sherman-morrison": 2}  # construction -> d of its page
+PAGES = {"gd": 2, "sherman-morrison": 2, "ridge": 2}  # construction -> d of its page
 PROOF_MAX_D = 3  # symbolic proofs above this d take too long for a page
 BLOCK = re.compile(r"(<!-- rawc (?P<command>[^>]*?) -->\n```text\n)(?P<body>.*?)(```\n"
                    r"<!-- end rawc -->)", re.S)

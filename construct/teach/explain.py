@@ -37,6 +37,16 @@ BLURBS = {
           "x-token:\n\n    A1^-1 = A0^-1 - A0^-1 x_1 x_1^T A0^-1 / (1 + x_1^T A0^-1 x_1)"
           " = (lam I + x_1 x_1^T)^-1\n    w' = A1^-1 x_1 y_1,   y_hat = w'^T x_q\n\n"
           "(Theorem 2 / Appendix B of Akyürek et al. 2023).",
+    "ridge": "ridge regression on the exemplars before every x-token, at every prefix `k` "
+             "at once:\n\n    w_k = (lam I + sum_{i<=k} x_i x_i^T)^-1 sum_{i<=k} y_i x_i,"
+             "   y_hat_k = w_k^T x_{k+1}\n\n"
+             "By default (`--method solve`) one mean read gives `S_k/k`, `b_k/k` and `1/k` "
+             "at every column, and `d` identical pivot stages solve `(S_k/k + lam/k I) w = "
+             "b_k/k` inside each token by Gauss–Jordan (the matrix is positive definite, so "
+             "no pivot search; after each pivot rows and columns turn by one so the next "
+             "pivot is at the corner): `2d + 3` layers whatever `n` "
+             "(`construct/algorithms/ridge_solve.py`). `--method newton` runs Newton–Schulz "
+             "steps instead, `--method sherman-morrison` the paper's stack of `n` updates.",
 }
 # The paper's counts (reference section 3): theorem, ops of its listing, data rows(d).
 PAPER = {"gd": ("Theorem 1 (Appendix A)", 9, "3+4d", lambda d: 3 + 4 * d),
