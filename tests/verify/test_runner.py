@@ -148,11 +148,15 @@ def test_bad_checkpoint_gets_a_clear_error(tmp_path, capsys) -> None:
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_verify_on_cuda(tmp_path, capsys) -> None:
+    """The verdict does not depend on the device: PASS in float64; in float32 (constants
+    tuned for float64) whatever the CPU says (NO GUARANTEE: float32 bounds are infinite)."""
     path = _compile_to(tmp_path, "sherman-morrison")
-    for dtype in ("float64", "float32"):
-        assert cli_main(["verify", path, "--device", "cuda", "--dtype", dtype,
-                         "--trials", "1000"]) == 0
+    assert cli_main(["verify", path, "--device", "cuda", "--trials", "1000"]) == 0
     assert "cuda" in capsys.readouterr().out
+    on_cpu = cli_main(["verify", path, "--device", "cpu", "--dtype", "float32",
+                       "--trials", "1000"])
+    assert cli_main(["verify", path, "--device", "cuda", "--dtype", "float32",
+                     "--trials", "1000"]) == on_cpu == 3
 
 
 @pytest.mark.slow
