@@ -46,6 +46,9 @@ class CompiledModel:
     weights: dict[str, np.ndarray]
     source: Program | None = None
     listing: bool = False
+    # ``E``, the declared energy of what LayerNorm reads besides its pads (every LayerNorm
+    # error model rests on it; ``rawc verify`` scales those by the energy a task really has)
+    residual_energy: float = 0.0
 
     @property
     def source_program(self) -> Program:
@@ -178,7 +181,7 @@ def compile_program(program: Program, config: CompileConfig | None = None) -> Co
         shape, weights = _share_loop(source, schedule, shape, weights)
     ordered = tuple(models[i] for i in range(len(program.ops)))
     return CompiledModel(program, config, schedule, layout, bounds, ordered, shape, weights,
-                         source)
+                         source, residual_energy=energy)
 
 
 def _beside_units(models: dict[int, errors.ErrorModel], forms, schedule: Schedule,

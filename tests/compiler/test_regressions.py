@@ -334,3 +334,16 @@ def test_a_float32_loop_that_runs_off_is_no_guarantee_not_a_disagreement():
     for seed in range(2):
         trials = check_program(parse_program(text), seed=seed)
         assert not {t.outcome for t in trials} & {Outcome.DISAGREE, Outcome.CRASHED}, seed
+
+
+def test_fixed_scale_pads_rewritten_over_an_unbounded_divisor_are_no_guarantee():
+    """Was (seed 1, 10,000 programs; minimized to 21 ops): in float32 a division by a slot
+    with an unbounded error left pads of ``~1e14``; rewriting them to ``+-P = 1e7`` kept
+    ``2^24``, the next fixed-scale LayerNorm's scale was off by 68 % and a gated ``x * x``
+    came out ``1.7e14`` off against its finite own bound. Where an earlier a-priori error is
+    infinite and the pads are off, an MLP op has no bound."""
+    from pathlib import Path
+    text = (Path(__file__).parent / "programs" /
+            "float32_gated_pads_over_unbounded_divisor.raw").read_text()
+    outcomes = {t.outcome for t in check_program(parse_program(text))}
+    assert not outcomes & {Outcome.DISAGREE, Outcome.CRASHED}
