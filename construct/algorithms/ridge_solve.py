@@ -29,8 +29,9 @@ column: no back substitution, no square roots (a square root is not an op). Pivo
 
 which leaves ``e_j`` in column ``j`` and the solution of the leading block in the last column.
 Each stage then turns rows and columns by one, so its pivot is always at ``(0, 0)`` and the
-``d`` stages are one ``repeat d`` body. The division sits in one MLP half, the product in the next; the affine maps fold into them:
-``2 d`` layers for the solve, one for the statistics' products, one for the prediction.
+``d`` stages are one ``repeat d`` body. The division sits in one MLP half, the product in the
+next; the affine maps fold into them. The critical path is ``2 d + 2`` layers (the statistics'
+products, two per pivot, the prediction's product); the compiled model has ``2 d + 3``.
 Nothing depends on ``n``, and the width is ``O(d^2)``.
 
 *Declared bounds* (checked by ``rawc verify`` on every task; ``|x|, |y| <= B``, ``lam <= k lam``):

@@ -230,6 +230,13 @@ def pad_leak_error(leak: float, pad_bound: float, pad: float) -> float:
     return 2 * leak * pad_bound / pad
 
 
+def layernorm_energy(rows):
+    """``E`` of Lemmas 6 and 8 along the last axis of ``rows`` (every row LayerNorm reads but
+    its pads; numpy or torch): their squares, plus the sum squared over 2, since the pads also
+    carry ``-S/2`` each, ``S`` the sum of the other rows (zero-mean residual)."""
+    return (rows ** 2).sum(-1) + rows.sum(-1) ** 2 / 2
+
+
 def division_error(energy: float, width: int, ln_eps: float, scale: float,
                    min_abs: float) -> float:
     """Relative error of the LayerNorm division (Lemma 8)."""

@@ -34,6 +34,11 @@ class Layout:
     reused: dict[str, tuple[int, ...]] = dataclasses.field(default_factory=dict)
 
     @property
+    def ln_pad_rows(self) -> tuple[int, ...]:
+        """The LayerNorm pad rows (``+P``, ``-P``), where the layout has them."""
+        return tuple(self.fixed[name] for name in LN_ROWS[1:] if name in self.fixed)
+
+    @property
     def fresh(self) -> frozenset[str]:
         """Slots whose rows no earlier slot used: zeros until their first write."""
         return frozenset(n for n in self.slots if not self.reused.get(n, ()))

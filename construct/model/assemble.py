@@ -15,7 +15,7 @@ from construct.compiler import analysis
 
 from construct.compiler import error_models as errors
 from construct.compiler.config import DTYPES, CompileConfig, MlpTarget
-from construct.compiler.layout import LN_ROWS, Layout, allocate
+from construct.compiler.layout import Layout, allocate
 from construct.compiler.fusion import SELF, layer_forms
 from construct.compiler.intervals import check_constants, check_magnitudes, resolve_divisors
 from construct.compiler.propagate import end_to_end_bound
@@ -143,11 +143,9 @@ def compile_program(program: Program, config: CompileConfig | None = None) -> Co
             rows = layout.rows(program.ops[i].dst)
             during[rows.start:rows.stop] = np.maximum(
                 during[rows.start:rows.stop], affine_size(program.ops[i], bounds.before[i])[0])
-    pads = [layout.fixed[name] for name in LN_ROWS[1:] if name in layout.fixed]
-    rest = np.delete(during, pads)
+    rest = np.delete(during, layout.ln_pad_rows)
     row_sum = float(np.sum(rest))
-    # The pads also carry -S/2 each, S the sum of the other rows (zero-mean residual).
-    energy = float(np.sum(rest ** 2)) + row_sum ** 2 / 2
+    energy = float(errors.layernorm_energy(rest))
     den_bounds = [bounds.before[i][op.den] for i, op in enumerate(program.ops)
                   if isinstance(op, Div)]
     pad_bound = max([config.ln_pad] + [config.div_scale * b for b in den_bounds]) + row_sum / 2

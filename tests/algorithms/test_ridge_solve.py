@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from fractions import Fraction
 
+import math
+
 import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
 from construct.algorithms.registry import get_algorithm
+from construct.algorithms.ridge_newton import newton_steps, ridge_newton_program
 from construct.algorithms.ridge_solve import RidgeMethod, ridge_solve_program
-from construct.compiler.config import CompileConfig, MlpTarget
+from construct.compiler.config import CompileConfig, MlpTarget, unit_roundoff
 from construct.language import interpreter
 from construct.language.program import ProgramError
 from construct.model.assemble import compile_program
@@ -99,13 +102,10 @@ def test_the_method_is_recorded_and_parsed() -> None:
 
 
 # ---------------------------------------------------------------- --method newton
-from construct.algorithms.ridge_newton import newton_steps, ridge_newton_program  # noqa: E402
-from construct.compiler.config import unit_roundoff  # noqa: E402
 
 
 @pytest.mark.parametrize("d, n, lam", [(2, 4, Fraction(1, 2)), (4, 64, Fraction(1, 10))])
 def test_newton_steps_are_the_fewest_that_reach_rounding(d, n, lam) -> None:
-    import math
     k = newton_steps(d, n, lam, 4.0)
     condition = n * d * (16 + float(lam)) / float(lam)
     residual = lambda steps: math.exp(-2 ** steps / condition)  # >= (1 - 1/K)^(2^k)

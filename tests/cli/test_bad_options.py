@@ -23,29 +23,28 @@ def test_bad_options_exit_2_with_one_line(argv, problem, tmp_path, capsys):
     assert not out.exists() and not list(tmp_path.iterdir())
 
 
-def test_ctrl_c_exits_130_without_a_traceback(monkeypatch, capsys):
+def _list_raising(monkeypatch, error: BaseException):
+    """The CLI module, its ``rawc list`` made to raise ``error``."""
     from construct.cli import main as cli
 
-    def interrupt(args):
-        raise KeyboardInterrupt
+    def run(args):
+        raise error
 
     parser = cli.build_parser()
     monkeypatch.setattr(cli, "build_parser", lambda: parser)
-    parser._subparsers._group_actions[0].choices["list"].set_defaults(run=interrupt)
+    parser._subparsers._group_actions[0].choices["list"].set_defaults(run=run)
+    return cli
+
+
+def test_ctrl_c_exits_130_without_a_traceback(monkeypatch, capsys):
+    cli = _list_raising(monkeypatch, KeyboardInterrupt())
     assert cli.main(["list"]) == 130
     err = capsys.readouterr().err
     assert "interrupted" in err and "Traceback" not in err
 
 
 def test_an_internal_error_is_one_line_and_debug_shows_it(monkeypatch, capsys):
-    from construct.cli import main as cli
-
-    def broken(args):
-        raise RuntimeError("boom")
-
-    parser = cli.build_parser()
-    monkeypatch.setattr(cli, "build_parser", lambda: parser)
-    parser._subparsers._group_actions[0].choices["list"].set_defaults(run=broken)
+    cli = _list_raising(monkeypatch, RuntimeError("boom"))
     assert cli.main(["list"]) == 70
     err = capsys.readouterr().err
     assert "internal error: RuntimeError: boom" in err and "Traceback" not in err

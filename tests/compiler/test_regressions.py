@@ -2,6 +2,8 @@
 compiled and run against the interpreter."""
 from __future__ import annotations
 
+import pathlib
+
 import pytest
 import torch
 
@@ -78,6 +80,11 @@ from construct.compiler.refusal import CompileRefusal, Refusal  # noqa: E402
 from verify.check.stats import ErrorStat  # noqa: E402
 from verify.fuzz.generator import KEYWORD_NAMES  # noqa: E402
 from verify.fuzz.oracle import Outcome, check_program  # noqa: E402
+
+
+def _program_file(name: str) -> str:
+    """A minimized program too long to inline, from ``tests/compiler/programs``."""
+    return (pathlib.Path(__file__).parent / "programs" / name).read_text()
 
 
 def _outcomes(text: str) -> set[Outcome]:
@@ -312,9 +319,7 @@ def test_a_float32_clear_under_an_earlier_slots_error_is_bounded_by_what_the_row
     clearing it rounded away the bias (error 0.75 against an own bound of 0.24). The own
     check now adds what the cleared rows actually held, the a-priori bound the occupants'
     error bounds."""
-    from pathlib import Path
-    text = (Path(__file__).parent / "programs" / "float32_clear_under_an_earlier_error.raw"
-            ).read_text()
+    text = _program_file("float32_clear_under_an_earlier_error.raw")
     outcomes = {t.outcome for t in check_program(parse_program(text))}
     assert not outcomes & {Outcome.DISAGREE, Outcome.CRASHED}
 
@@ -342,8 +347,6 @@ def test_fixed_scale_pads_rewritten_over_an_unbounded_divisor_are_no_guarantee()
     ``2^24``, the next fixed-scale LayerNorm's scale was off by 68 % and a gated ``x * x``
     came out ``1.7e14`` off against its finite own bound. Where an earlier a-priori error is
     infinite and the pads are off, an MLP op has no bound."""
-    from pathlib import Path
-    text = (Path(__file__).parent / "programs" /
-            "float32_gated_pads_over_unbounded_divisor.raw").read_text()
+    text = _program_file("float32_gated_pads_over_unbounded_divisor.raw")
     outcomes = {t.outcome for t in check_program(parse_program(text))}
     assert not outcomes & {Outcome.DISAGREE, Outcome.CRASHED}

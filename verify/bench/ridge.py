@@ -26,17 +26,14 @@ import math
 import sys
 import time
 
-import torch
 from tqdm import tqdm
 
 from construct.algorithms.registry import get_algorithm
 from construct.algorithms.ridge_solve import RidgeMethod
-from construct.compiler.config import CompileConfig, MlpTarget, torch_dtype
+from construct.compiler.config import CompileConfig, MlpTarget
 from construct.compiler.limits import limits
 from construct.model.assemble import compile_program
-from construct.model.transformer import Transformer
-from verify.solvers import closed_form_prediction
-from verify.tasks import make_tasks
+from verify.bench.targets import relative_error
 
 DIMENSIONS = (2, 4, 8, 16)
 CONTEXTS = (16, 256, 4096)
@@ -57,20 +54,6 @@ def stack_layers(n: int) -> int:
     return 3 * n + 2
 
 
-def _worst_error(compiled, params: dict[str, object], dtype: str, trials: int,
-                 seed: int) -> float:
-    program, n = compiled.program, int(params["n"])
-    count, batch = tasks_for(n, trials)
-    tasks = make_tasks(program.d, count, compiled.config.input_bound, seed, n_examples=n,
-                       prior_column=program.prior_column)
-    model = Transformer(compiled.shape, compiled.weights, torch_dtype(dtype))
-    columns = [program.first_x_column + 2 * k for k in range(n + 1)]
-    predicted = torch.cat([model.outputs(chunk.to(torch_dtype(dtype)))[:, columns, 0].double()
-                           for chunk in tasks.tokens.split(batch)])
-    exact = closed_form_prediction("ridge", params, tasks)
-    return float((predicted - exact).abs().max() / exact.abs().max())
-
-
 def measure(method: RidgeMethod, target: MlpTarget, d: int, n: int, trials: int,
             seed: int) -> dict[str, object]:
     algorithm = get_algorithm("ridge")
@@ -89,7 +72,9 @@ def measure(method: RidgeMethod, target: MlpTarget, d: int, n: int, trials: int,
             row.update(layers=compiled.shape.depth, d_model=compiled.shape.d_model,
                        nonzero=compiled.n_nonzero_params, compile_s=seconds,
                        critical_path=bound.depth)
-        row[f"error_{dtype}"] = _worst_error(compiled, params, dtype, trials, seed)
+        count, batch = tasks_for(n, trials)
+        row[f"error_{dtype}"] = relative_error(compiled, "ridge", params, dtype, count, seed,
+                                               batch)
     return row
 
 
@@ -104,14 +89,7 @@ def _learner_error(name: str, params: dict[str, object], dtype: str, target: Mlp
     config = CompileConfig.for_dtype(dtype, target=target, n_ctx=2 * n + 2)
     compiled = compile_program(algorithm.program(params, config.input_bound), config)
     count, batch = tasks_for(n, trials)
-    tasks = make_tasks(compiled.program.d, count, config.input_bound, seed, n_examples=n,
-                       prior_column=compiled.program.prior_column)
-    model = Transformer(compiled.shape, compiled.weights, torch_dtype(dtype))
-    columns = [compiled.program.first_x_column + 2 * k for k in range(n + 1)]
-    predicted = torch.cat([model.outputs(chunk.to(torch_dtype(dtype)))[:, columns, 0].double()
-                           for chunk in tasks.tokens.split(batch)])
-    exact = closed_form_prediction(name, params, tasks)
-    return float((predicted - exact).abs().max() / exact.abs().max())
+    return relative_error(compiled, name, params, dtype, count, seed, batch)
 
 
 def horizon(d: int, target: MlpTarget, max_n: int, max_layers: int, trials: int, seed: int,

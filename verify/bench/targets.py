@@ -40,15 +40,19 @@ def configurations(max_d: int, max_n: int) -> list[tuple[str, int, int | None]]:
     return out
 
 
-def _relative_error(compiled, name: str, params: dict[str, object], dtype: str, trials: int,
-                    seed: int) -> float:
+def relative_error(compiled, name: str, params: dict[str, object], dtype: str, trials: int,
+                   seed: int, batch: int | None = None) -> float:
+    """``max |err| / max |ref|`` of ``compiled`` (run in ``dtype``) against algorithm ``name``'s
+    closed form over ``trials`` tasks and every predicted prefix, ``batch`` tasks per forward
+    (default all: a long context needs fewer at once)."""
     program = compiled.program
     n = int(params.get("n", 1))
     tasks = make_tasks(program.d, trials, compiled.config.input_bound, seed, n_examples=n,
                        prior_column=program.prior_column)
     model = Transformer(compiled.shape, compiled.weights, torch_dtype(dtype))
     columns = [program.first_x_column + 2 * k for k in checked_prefixes(name, n)]
-    predicted = model.outputs(tasks.tokens.to(torch_dtype(dtype)))[:, columns, 0].double()
+    predicted = torch.cat([model.outputs(chunk.to(torch_dtype(dtype)))[:, columns, 0].double()
+                           for chunk in tasks.tokens.split(batch or trials)])
     exact = closed_form_prediction(name, params, tasks)
     return float((predicted - exact).abs().max() / exact.abs().max())
 
@@ -63,7 +67,7 @@ def measure(name: str, d: int, n: int | None, target: MlpTarget, trials: int,
     for dtype in ("float64", "float32"):
         compiled = compile_program(program, CompileConfig.for_dtype(dtype, target=target,
                                                                     form=form))
-        row[f"error_{dtype}"] = _relative_error(compiled, name, params, dtype, trials, seed)
+        row[f"error_{dtype}"] = relative_error(compiled, name, params, dtype, trials, seed)
         if dtype == "float64":
             row.update(layers=compiled.shape.depth, d_model=compiled.shape.d_model,
                        d_mlp=compiled.shape.d_mlp, params=compiled.n_params,

@@ -12,7 +12,7 @@ import math
 import torch
 
 from construct.compiler.fusion import folded_inputs
-from construct.compiler.layout import LN_ROWS
+from construct.compiler.error_models import layernorm_energy
 from construct.targets.paper.layer_norm import LayerNormRole, layer_norm_use
 from construct.compiler.propagate import clearing_factor, propagated_bounds, representable
 from construct.language import interpreter
@@ -109,13 +109,11 @@ def pad_deviation(compiled: CompiledModel, step: LayerStep) -> float:
 
 
 def residual_energy(compiled: CompiledModel, residual: torch.Tensor) -> float:
-    """The largest energy over columns of what LayerNorm reads besides its pads: the sum of
-    squares of the other rows, plus their sum squared over 2 (the pads' zero-mean share; as
-    ``construct.model.assemble`` declares it)."""
-    pads = [compiled.layout.fixed[name] for name in LN_ROWS[1:] if name in compiled.layout.fixed]
+    """The largest LayerNorm energy over the columns of ``residual`` (``layernorm_energy``, as
+    ``construct.model.assemble`` declares it from the row bounds)."""
+    pads = compiled.layout.ln_pad_rows
     keep = [r for r in range(residual.shape[-1]) if r not in pads]
-    rest = residual[..., keep].double()
-    return float(((rest ** 2).sum(-1) + rest.sum(-1) ** 2 / 2).max())
+    return float(layernorm_energy(residual[..., keep].double()).max())
 
 
 def read_growth(compiled: CompiledModel, index: int, state: dict[str, torch.Tensor]) -> float:
@@ -174,14 +172,17 @@ def check_ops_in_layer(compiled: CompiledModel, step: LayerStep, kinds: tuple[st
     # LayerNorm squares what its MLP half reads: past the dtype's range at the magnitudes the
     # model really holds there (grown beyond the analysis' bounds by earlier errors), the
     # MLP's ops have no bound (``construct.compiler.propagate.representable`` a priori).
-    squares = float(step.middle.abs().max()) ** 2 * step.middle.shape[-1]
-    finite_middle = finite_middle and squares < limit
     # LayerNorm's relative error grows with the energy of every row it reads (Lemma 6: E / 2P^2),
     # not only the op's reads: where earlier errors grew other rows past their bounds, the MLP
     # ops' models hold at that growth (rawc fuzz: a float32 gated product 5x over its bound).
-    energy_growth = math.sqrt(residual_energy(compiled, step.middle) / compiled.residual_energy) \
-        if compiled.residual_energy > 0 else 1.0
-    pads_off = pad_deviation(compiled, step)
+    energy_growth, pads_off = 1.0, 0.0
+    if any(schedule.in_mlp_half(i) for i in (*layer.attn, *layer.mlp)):
+        squares = float(step.middle.abs().max()) ** 2 * step.middle.shape[-1]
+        finite_middle = finite_middle and squares < limit
+        if compiled.residual_energy > 0:
+            energy_growth = math.sqrt(residual_energy(compiled, step.middle)
+                                      / compiled.residual_energy)
+        pads_off = pad_deviation(compiled, step)
     factor = clearing_factor(compiled.config, str(step.start.dtype).removeprefix("torch."))
     for i in sorted((*layer.attn, *layer.mlp)):
         op = program.ops[i]

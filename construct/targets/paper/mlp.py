@@ -263,10 +263,12 @@ def lower_mlp(program: Program, schedule: Schedule, layer_index: int,
         total_rounding = {dtype: value + shift[dtype]
                           for dtype, value in errors.per_dtype(rounding).items()}
         clearing = errors.per_dtype(rounding - rounding_before)
-        unshared = {dtype: approx - approx_before + clearing[dtype]
-                    + sum(part.value[dtype] for part in private) for dtype in DTYPES}
-        if isinstance(op, Div):  # its rounding is each row's (pass-through units, W_out)
-            unshared = {dtype: approx - approx_before + total_rounding[dtype] for dtype in DTYPES}
+        # A quotient's rounding is each row's (pass-through units, W_out); a product's rows
+        # share all but the unit rounding and the clearing.
+        row_rounding = total_rounding if isinstance(op, Div) else {
+            dtype: clearing[dtype] + sum(part.value[dtype] for part in private)
+            for dtype in DTYPES}
+        unshared = {dtype: approx - approx_before + row_rounding[dtype] for dtype in DTYPES}
         models.append(errors.ErrorModel(
             i, mechanism, approx, total_rounding, reads, scaled,
             result_bound=result,
