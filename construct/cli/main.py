@@ -49,7 +49,7 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     algorithm = get_algorithm(args.name)
     params = algorithm.resolve(**algorithm_params(args))
     overrides = {"input_bound": args.bound, "n_ctx": args.n_ctx, "schedule": args.schedule,
-                 "form": args.form, "target": args.target}
+                 "form": args.form, "target": args.target, "gelu_product": args.gelu_product}
     config = CompileConfig.for_dtype(args.dtype, **overrides)
     if hasattr(algorithm, "effective"):
         params = algorithm.effective(params, config.input_bound)
@@ -184,6 +184,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "GeLU products, error O(eps^2) + rounding u/eps) or gated "
                         "(TransformerLens GatedMLP, relu(z W_gate) * (z W_in): exact products, "
                         "error at rounding)")
+    p.add_argument("--gelu-product", choices=("richardson", "lemma4"), default="richardson",
+                   help="the paper target's GeLU product: richardson (default; units at eps "
+                        "and 2 eps combined so the eps^2 terms cancel, error O(eps^4) + "
+                        "rounding u/eps, twice the product units) or lemma4 (the paper's "
+                        "one-scale trick, error O(eps^2)); the gated target ignores it")
     p.add_argument("--listing", action="store_true",
                    help="compile the paper's appendix listing instead of the builder program")
     p.set_defaults(run=_cmd_compile)
@@ -279,11 +284,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "wall time, phases and peak memory of `rawc verify` on ridge d=8 n=32 "
                     "(both forms) and sgd d=16 n=64 with --trials tasks (goal: 10000 tasks in "
                     "under 60 s and 1.5 GB), each in its own process.\n\n`rawc bench targets "
-                    "[--target paper,gated]`: the paper and gated MLP targets side by side for "
+                    "[--target paper,gated] [--gelu-product richardson,lemma4]`: the paper target with each "
+                    "GeLU product rule and the gated target side by side for "
                     "gd (d <= --max-d, 64), sherman-morrison (d <= 32), ridge and sgd (d = 4, "
                     "n <= --max-n, 64): layers, width, parameters, largest weight, float64 and "
                     "float32 end-to-end relative error over --trials tasks (goals: gated <= "
-                    "1e-12 and 1e-5, weights <= 1e4).\n\n`rawc bench ridge`: the depth-width "
+                    "1e-12 and 1e-5, weights <= 1e4; paper float32 sherman-morrison <= 1e-3).\n\n`rawc bench ridge`: the depth-width "
                     "Pareto table of ridge --method solve, newton and sherman-morrison, each MLP target, "
                     "d = 2..16 (<= --max-d), n = 16, 256, 4096 (<= --max-n): layers, d_model, "
                     "nonzero parameters, compile time, float64 and float32 worst relative error "
@@ -301,6 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", default="paper,gated",
                    help="`bench targets`: the MLP targets to set side by side, comma separated "
                         "(default paper,gated)")
+    p.add_argument("--gelu-product", default="richardson,lemma4",
+                   help="`bench targets`: the paper target's GeLU product rules to measure, "
+                        "comma separated (default richardson,lemma4)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random tasks (default 0)")
     p.add_argument("--trials", type=int, default=1000,
                    help="tasks per verify in `bench sizes` (default 1000)")

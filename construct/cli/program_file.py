@@ -91,7 +91,8 @@ def compile_file(path: str, args: argparse.Namespace,
     refuse_algorithm_flags(path, given)
     program = read_program(path)
     config = CompileConfig.for_dtype(args.dtype, input_bound=args.bound, n_ctx=args.n_ctx,
-                                     schedule=args.schedule, form=args.form)
+                                     schedule=args.schedule, form=args.form,
+                                     target=args.target, gelu_product=args.gelu_product)
     n = exemplars(program, given.get("n"), config.n_ctx)
     compiled = compile_program(program, config)
     record = {"name": program.name, "params": {"d": program.d, "n": n},

@@ -26,7 +26,7 @@ import torch
 
 from construct.compiler.analysis import Bounds
 from construct.compiler.config import CompileConfig, torch_dtype, unit_roundoff
-from construct.compiler.error_models import ErrorModel, point_read_leak
+from construct.compiler.error_models import ErrorModel, largest_output_weight, point_read_leak
 from construct.compiler.layout import Layout
 from construct.language.program import Aff, Div, Mov, Mul, Program
 
@@ -79,8 +79,9 @@ def representable(compiled: ErrorBudget, dtype: str) -> bool:
                       for i, op in enumerate(program.ops) if isinstance(op, Div)])
     if residual * residual * max(1, len(program.slots)) >= largest:
         return False
+    kappa_weight = largest_output_weight(config.gelu_product)
     return all((bounds.before[i][op.left] or 1.0) * (bounds.before[i][op.right] or 1.0)
-               / config.mul_scale ** 2 < largest
+               * kappa_weight / config.mul_scale ** 2 < largest
                for i, op in enumerate(program.ops) if isinstance(op, Mul))
 
 

@@ -77,7 +77,7 @@ class CompiledModel:
         (``rawc.algorithm["compile"]``): all of them are in ``config`` but ``listing``."""
         c = self.config
         return {"form": c.form, "schedule": c.schedule, "target": c.target.value,
-                "listing": self.listing, "constants_dtype": c.dtype,
+                "gelu_product": c.gelu_product.value, "listing": self.listing, "constants_dtype": c.dtype,
                 "input_bound": c.input_bound, "n_ctx": c.n_ctx}
 
     @property

@@ -229,7 +229,9 @@ class Checkpoint:
         return parse_program(self.metadata["rawc.program"])
 
     def config(self) -> CompileConfig:
-        return CompileConfig(**self.bounds["constants"])  # type: ignore[arg-type]
+        # Files written before the Richardson product record no rule: the one-scale trick.
+        constants = {"gelu_product": "lemma4", **self.bounds["constants"]}
+        return CompileConfig(**constants)  # type: ignore[arg-type]
 
     @property
     def input_bound(self) -> float | None:

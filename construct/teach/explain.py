@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from construct.algorithms.parameters import default_w0
 from construct.algorithms.registry import ProgramAlgorithm
 from construct.model.assemble import CompiledModel, compile_program
-from construct.compiler.config import CompileConfig, unit_roundoff
+from construct.compiler.config import CompileConfig, MlpTarget, unit_roundoff
+from construct.compiler.error_models import product_scales
 from construct.compiler.layout import FOREVER
 from construct.compiler.limits import limits
 from construct.targets.paper.attention import mlp_clears_in_attention
@@ -66,7 +67,10 @@ CONSTANTS = {
     "input_bound": "declared bound `B` on every input entry; every bound assumes it",
     "n_ctx": "longest sequence the position table holds; enters softmax leak and rounding",
     "attn_hardness": "softmax hardness `N` of every head: leak `<= 2 e^-N` off the target",
-    "mul_scale": "GeLU pre-scale `eps` of `mul` (Lemma 4): error `~1.5 eps²` + `~u / eps`",
+    "mul_scale": "GeLU pre-scale `eps` of `mul` (Lemma 4): error `~1.5 eps²` (Richardson: "
+                 "`~3.1 eps⁴`) + `~u / eps`",
+    "gelu_product": "`lemma4`: the paper's one-scale GeLU product; `richardson`: scales `eps` "
+                    "and `2 eps` combined so the `eps²` terms cancel",
     "div_scale": "LayerNorm division pad `N_div` (Lemma 8): relative error `~E / N_div²`",
     "ln_pad": "LayerNorm pad `P` fixing the scale of `mul` layers (Lemma 6): rel. error `E/2P²`",
     "ln_eps": "LayerNorm epsilon (enters the division error)",
@@ -108,11 +112,15 @@ def _op(program: Program, i: int) -> str:
     return f"op {i + 1} `{op_text(program.ops[i])}`"
 
 
-def mlp_units(program: Program, op: Op, cleared: bool) -> int:
-    """MLP units ``lower_mlp`` spends on ``op``: product units, plus in-place old-value removal."""
+def mlp_units(program: Program, op: Op, cleared: bool, config: CompileConfig) -> int:
+    """MLP units ``lower_mlp`` spends on ``op``: product units (one set per GeLU pre-scale;
+    two per scalar product in the gated target), plus in-place old-value removal."""
     if isinstance(op, Mul):
         removal = 0 if cleared else 2 * op.a * op.c
-        return op.a * op.b * op.c + op.a * op.b + op.b * op.c + removal
+        if config.target is MlpTarget.GATED:
+            return 2 * op.a * op.b * op.c + removal
+        scales = len(product_scales(config.gelu_product))
+        return scales * (op.a * op.b * op.c + op.a * op.b + op.b * op.c) + removal
     if isinstance(op, Div):
         return 2 * program.slot(op.num).size
     raise TypeError(f"{type(op).__name__} is not an MLP op")
@@ -214,7 +222,7 @@ def _mlp_cell(compiled: CompiledModel, l: int) -> str:
     layer = schedule.layers[l]
     cleared = mlp_clears_in_attention(program, schedule, layer)
     parts = [f"{_op(program, i)}: " + ("folded into `W_out`" if i in schedule.fused else
-                                       f"{mlp_units(program, program.ops[i], i in cleared)} units")
+                                       f"{mlp_units(program, program.ops[i], i in cleared, compiled.config)} units")
              + (" (not stored)" if program.ops[i].dst in schedule.virtual else "")
              for i in layer.mlp]
     use = compiled.layer_norm_use(l)

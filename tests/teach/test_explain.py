@@ -102,7 +102,8 @@ def test_layer_cells_agree_with_the_weights(page):
         w_in = compiled.weights[f"blocks.{l}.mlp.W_in"]
         used = int(np.count_nonzero(np.abs(w_in).sum(axis=0)))
         cleared = mlp_clears_in_attention(program, compiled.schedule, layer)
-        assert used == sum(explain.mlp_units(program, program.ops[i], i in cleared)
+        assert used == sum(explain.mlp_units(program, program.ops[i], i in cleared,
+                                             compiled.config)
                            for i in layer.mlp if i not in compiled.schedule.fused)
         w_q = compiled.weights[f"blocks.{l}.attn.W_Q"]
         heads = int(np.count_nonzero(np.abs(w_q).sum(axis=(1, 2))))

@@ -153,3 +153,31 @@ def test_ridge_by_solve_is_a_pass_where_the_stack_has_no_guarantee(tmp_path, cap
     code = rawc(["verify", path, "--trials", "64"])
     out = capsys.readouterr().out
     assert code == Verdict.PASS.exit_code, out
+
+
+@pytest.mark.parametrize("rule", ["lemma4", "richardson"])
+def test_the_gelu_product_rule_is_recorded_and_rebuilt(tmp_path, rule, capsys):
+    path = str(tmp_path / f"gd-{rule}.safetensors")
+    assert rawc(["compile", "gd", "--d", "2", "--gelu-product", rule, "-o", path]) == 0
+    checkpoint = load_checkpoint(path)
+    assert checkpoint.config().gelu_product.value == rule
+    assert check_integrity(checkpoint).status is Integrity.MATCH
+    # The two rules build different weights: the check tells them apart.
+    other = "lemma4" if rule == "richardson" else "richardson"
+    bounds = dict(checkpoint.bounds, constants={**checkpoint.bounds["constants"],
+                                                "gelu_product": other})
+    relabelled = dataclasses.replace(checkpoint, metadata={**checkpoint.metadata,
+                                                           "rawc.bounds": bounds})
+    assert check_integrity(relabelled).status is Integrity.DIFFERS
+
+
+def test_a_file_from_before_the_richardson_rule_reads_as_lemma4(tmp_path):
+    path = str(tmp_path / "gd.safetensors")
+    assert rawc(["compile", "gd", "--d", "2", "--gelu-product", "lemma4", "-o", path]) == 0
+    checkpoint = load_checkpoint(path)
+    constants = {k: v for k, v in checkpoint.bounds["constants"].items()
+                 if k != "gelu_product"}
+    older = dataclasses.replace(checkpoint, metadata={
+        **checkpoint.metadata, "rawc.bounds": dict(checkpoint.bounds, constants=constants)})
+    assert older.config().gelu_product.value == "lemma4"
+    assert check_integrity(older).status is Integrity.MATCH

@@ -6,6 +6,7 @@ and (for the GeLU product, in float64) hold for the whole remainder, not just it
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import pytest
@@ -14,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from construct.compiler import error_models as errors
+from construct.compiler.config import GeluProduct
 from verify.proofs import lemmas
 
 GELU_KINDS = sorted(lemmas.GELUS)
@@ -65,6 +67,45 @@ def test_gelu_product_whole_remainder_within_model_bound(a: float, b: float, eps
     approx /= eps ** 2
     rounding = 8 * 2.2e-16 / eps ** 2  # float64 evaluation of the differences
     assert abs(approx - a * b) <= errors.gelu_product_error(1, 1.0, 1.0, eps) + rounding
+
+
+def test_richardson_product_bound_dominates_leading_term() -> None:
+    """The compiled (erf) GeLU's eps^4 coefficient, derived in sympy, is the model's at eps -> 0,
+    and the model falls as eps^4."""
+    derivation = lemmas.gelu_richardson_product("erf")
+    model = functools.partial(errors.gelu_product_error, 1, 1.0, 1.0,
+                              rule=GeluProduct.RICHARDSON)
+    assert float(derivation.coefficient) <= model(1e-3) / 1e-12 < 1.001 * float(
+        derivation.coefficient)
+    assert model(0.02) / model(0.01) == pytest.approx(16.0, rel=1e-3)
+
+
+def test_richardson_leading_term_predicts_the_error() -> None:
+    derivation = lemmas.gelu_richardson_product("erf")
+    a, b, e = sp.Rational(3, 4), sp.Rational(-2, 5), sp.Rational(1, 100)
+    gelu = lemmas.GELUS["erf"]
+
+    def one_scale(scale: sp.Expr) -> sp.Expr:
+        return sp.sqrt(sp.pi / 2) * (gelu(scale * (a + b)) - gelu(scale * a)
+                                     - gelu(scale * b)) / scale ** 2
+
+    exact = (4 * one_scale(e) - one_scale(2 * e)) / 3 - a * b
+    leading = _at(derivation.leading_error, a=float(a), b=float(b), epsilon=float(e))
+    assert abs(float(sp.N(exact, 50)) / leading - 1) < 100 * float(e) ** 2
+
+
+@given(st.floats(-1, 1), st.floats(-1, 1), st.floats(0.01, 0.125))
+def test_richardson_whole_remainder_within_model_bound(a: float, b: float, eps: float) -> None:
+    def one_scale(scale: float) -> float:
+        return math.sqrt(math.pi / 2) * (_gelu(scale * (a + b)) - _gelu(scale * a)
+                                         - _gelu(scale * b)) / scale ** 2
+
+    approx = (4 * one_scale(eps) - one_scale(2 * eps)) / 3
+    rounding = 16 * 2.2e-16 / eps ** 2  # float64 evaluation of the differences
+    bound = errors.gelu_product_error(1, 1.0, 1.0, eps, GeluProduct.RICHARDSON)
+    assert abs(approx - a * b) <= bound + rounding
+    if abs(a * b) > 0.25:  # the eps^4 term is real: not a vacuous bound
+        assert abs(approx - a * b) > 1e-3 * bound
 
 
 @pytest.mark.parametrize("energy,pad", [(1.0, 1e3), (50.0, 1e5), (1e4, 1e9)])

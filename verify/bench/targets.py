@@ -7,8 +7,11 @@ magnitude, and the end-to-end relative error against the closed form (``max |err
 for it. The model runs alone (``Transformer.outputs``): the full ``rawc verify`` of each is
 ``rawc bench sizes`` and ``rawc bench bounds``' business.
 
+The paper target is measured with each GeLU product rule (``--gelu-product``): the paper's
+one-scale trick (``lemma4``) and the Richardson product (``richardson``, the default).
+
 Goals (issue 17): gated float64 error <= 1e-12 and float32 <= 1e-5; the largest gated weight
-<= 1e4.
+<= 1e4; the paper target's float32 sherman-morrison error <= 1e-3 at d <= 32.
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ import torch
 from tqdm import tqdm
 
 from construct.algorithms.registry import get_algorithm
-from construct.compiler.config import CompileConfig, MlpTarget, torch_dtype
+from construct.compiler.config import CompileConfig, GeluProduct, MlpTarget, torch_dtype
 from construct.model.assemble import compile_program
 from construct.model.transformer import Transformer
 from verify.solvers import checked_prefixes, closed_form_prediction
@@ -28,6 +31,7 @@ from verify.tasks import make_tasks
 
 GOALS = {"float64": 1e-12, "float32": 1e-5}
 GOAL_WEIGHT = 1e4
+GOAL_PAPER_SM_FLOAT32 = 1e-3
 LEARNER_D = 4
 
 
@@ -58,15 +62,16 @@ def relative_error(compiled, name: str, params: dict[str, object], dtype: str, t
 
 
 def measure(name: str, d: int, n: int | None, target: MlpTarget, trials: int,
-            seed: int) -> dict[str, object]:
+            seed: int, rule: GeluProduct = GeluProduct.RICHARDSON) -> dict[str, object]:
     algorithm = get_algorithm(name)
     params = algorithm.resolve(d=d) if n is None else algorithm.resolve(d=d, n=n)
     program = algorithm.program(params)
     form = "stacked" if n is None else "shared"
-    row: dict[str, object] = {"algorithm": name, "d": d, "n": n, "target": target.value}
+    row: dict[str, object] = {"algorithm": name, "d": d, "n": n, "target": target.value,
+                              "product": "exact" if target is MlpTarget.GATED else rule.value}
     for dtype in ("float64", "float32"):
-        compiled = compile_program(program, CompileConfig.for_dtype(dtype, target=target,
-                                                                    form=form))
+        compiled = compile_program(program, CompileConfig.for_dtype(
+            dtype, target=target, form=form, gelu_product=rule))
         row[f"error_{dtype}"] = relative_error(compiled, name, params, dtype, trials, seed)
         if dtype == "float64":
             row.update(layers=compiled.shape.depth, d_model=compiled.shape.d_model,
@@ -79,13 +84,14 @@ def measure(name: str, d: int, n: int | None, target: MlpTarget, trials: int,
 
 
 def format_table(rows: list[dict[str, object]]) -> str:
-    head = (f"{'algorithm':<17}{'d':>3}{'n':>4} {'target':<6}{'layers':>7}{'d_model':>8}"
+    head = (f"{'algorithm':<17}{'d':>3}{'n':>4} {'target':<6} {'product':<11}{'layers':>7}"
+            f"{'d_model':>8}"
             f"{'d_mlp':>7}{'params':>10}{'max|w|':>9}{'mlp|w|':>9}{'err f64':>10}"
             f"{'err f32':>10}")
     lines = [head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r['algorithm']:<17}{r['d']:>3}{r['n'] or '':>4} {r['target']:<6}"
-                     f"{r['layers']:>7}{r['d_model']:>8}{r['d_mlp']:>7}{r['params']:>10}"
+        lines.append(f"{r['algorithm']:<17}{r['d']:>3}{r['n'] or '':>4} {r['target']:<6} "
+                     f"{r['product']:<11}{r['layers']:>7}{r['d_model']:>8}{r['d_mlp']:>7}{r['params']:>10}"
                      f"{r['max_weight']:>9.1e}{r['max_mlp_weight']:>9.1e}"
                      f"{r['error_float64']:>10.1e}"
                      f"{r['error_float32']:>10.1e}")
@@ -109,7 +115,24 @@ def goals(rows: list[dict[str, object]]) -> list[str]:
             out.append(f"largest gated {what} <= {GOAL_WEIGHT:g}: "
                        f"{'yes' if heaviest[key] <= GOAL_WEIGHT else 'no'} (largest "
                        f"{heaviest[key]:.2g}, {heaviest['algorithm']} d={heaviest['d']})")
+    sm = [r for r in rows if r["target"] == MlpTarget.PAPER.value
+          and r["algorithm"] == "sherman-morrison"]
+    for rule in GeluProduct:
+        worst = max((r for r in sm if r["product"] == rule.value),
+                    key=lambda r: r["error_float32"], default=None)
+        if worst is not None:
+            met = worst["error_float32"] <= GOAL_PAPER_SM_FLOAT32
+            out.append(f"paper ({rule.value}) float32 sherman-morrison error <= "
+                       f"{GOAL_PAPER_SM_FLOAT32:g}: {'yes' if met else 'no'} (worst "
+                       f"{worst['error_float32']:.2g}, d={worst['d']})")
     return out
+
+
+def lowerings(targets: list[MlpTarget], rules: list[GeluProduct]
+              ) -> list[tuple[MlpTarget, GeluProduct]]:
+    """Each target once, the paper target once per GeLU product rule."""
+    return [(t, r) for t in targets
+            for r in (rules if t is MlpTarget.PAPER else [GeluProduct.RICHARDSON])]
 
 
 def main(args: argparse.Namespace) -> int:
@@ -118,13 +141,19 @@ def main(args: argparse.Namespace) -> int:
     except ValueError:
         raise ValueError(f"--target {args.target!r}: give paper, gated or both, comma "
                          "separated") from None
+    try:
+        rules = [GeluProduct(r.strip()) for r in args.gelu_product.split(",")]
+    except ValueError:
+        raise ValueError(f"--gelu-product {args.gelu_product!r}: give richardson, lemma4 or "
+                         "both, comma separated") from None
     rows = []
-    work = [(c, t) for c in configurations(args.max_d, args.max_n) for t in targets]
+    work = [(c, t, r) for c in configurations(args.max_d, args.max_n)
+            for t, r in lowerings(targets, rules)]
     if not args.json:
         print("\n".join(format_table([]).splitlines()[:2]))
-    for (name, d, n), target in tqdm(work, desc="configurations", file=sys.stderr,
-                                     disable=args.json, leave=False):
-        rows.append(measure(name, d, n, target, args.trials, args.seed))
+    for (name, d, n), target, rule in tqdm(work, desc="configurations", file=sys.stderr,
+                                           disable=args.json, leave=False):
+        rows.append(measure(name, d, n, target, args.trials, args.seed, rule))
         if not args.json:
             tqdm.write(format_table(rows[-1:]).splitlines()[-1], file=sys.stdout)
     if args.json:

@@ -1,7 +1,7 @@
 """The differential oracle: one program, every way it can be compiled, against the interpreter.
 
-For every target (``targets_for``: MLP target x schedule x form x dtype) the program is
-compiled and run by ``verify.check.runner.verify_model`` on random tasks inside the declared
+For every target (``targets_for``: MLP target and GeLU product rule x schedule x form x
+dtype) the program is compiled and run by ``verify.check.runner.verify_model`` on random tasks inside the declared
 input bound, with no closed form: every op against the interpreter on the model's own inputs,
 every live slot after every layer against the propagated bound, the output at every prefix
 end to end, and each task against its a-posteriori bound. Each run ends in one ``Outcome``:
@@ -32,7 +32,7 @@ import sympy
 import torch
 
 from construct.compiler import analysis
-from construct.compiler.config import CompileConfig, MlpTarget, torch_dtype
+from construct.compiler.config import CompileConfig, GeluProduct, MlpTarget, torch_dtype
 from construct.compiler.intervals import MAX_MAGNITUDE, resolve_divisors
 from construct.compiler.refusal import CompileRefusal, Refusal
 from construct.language import interpreter
@@ -64,20 +64,24 @@ class Outcome(enum.Enum):
 
 @dataclasses.dataclass(frozen=True)
 class Target:
-    """One way to compile a program (``target``: the MLP, ``paper`` or ``gated``)."""
+    """One way to compile a program (``target``: the MLP, ``paper`` or ``gated``;
+    ``gelu_product``: the paper target's product rule)."""
 
     schedule: str
     form: str
     dtype: str
     target: str = "paper"
+    gelu_product: str = GeluProduct.RICHARDSON.value
 
     def config(self) -> CompileConfig:
         return CompileConfig.for_dtype(self.dtype, schedule=self.schedule, form=self.form,
-                                       target=self.target)
+                                       target=self.target, gelu_product=self.gelu_product)
 
     @property
     def label(self) -> str:
-        return f"{self.target}/{self.schedule}/{self.form}/{self.dtype}"
+        lemma4 = self.target == "paper" and self.gelu_product == GeluProduct.LEMMA4.value
+        return (f"{self.target}{'-lemma4' if lemma4 else ''}/{self.schedule}/{self.form}/"
+                f"{self.dtype}")
 
 
 FRONT_END = Target("-", "-", "-", "front-end")
@@ -102,8 +106,10 @@ class Trial:
 
 def targets_for(program: Program) -> tuple[Target, ...]:
     forms = ("stacked", "shared") if program.loop is not None else ("stacked",)
-    return tuple(Target(schedule, form, dtype, target.value) for target in MlpTarget
-                 for schedule in ("packed", "sequential")
+    lowerings = ((MlpTarget.PAPER, GeluProduct.RICHARDSON), (MlpTarget.PAPER, GeluProduct.LEMMA4),
+                 (MlpTarget.GATED, GeluProduct.RICHARDSON))
+    return tuple(Target(schedule, form, dtype, target.value, rule.value)
+                 for target, rule in lowerings for schedule in ("packed", "sequential")
                  for form in forms for dtype in ("float64", "float32"))
 
 

@@ -10,6 +10,9 @@ of ``e`` remain. The series is ``a b + e^2 c(a, b) + O(e^4)``; on ``|a|, |b| <= 
 term is at most ``e^2 K`` with ``K`` the sum of ``|coefficients|`` of ``c``. Scaled by the
 operand bounds (``a -> a/A``), a product is off by ``K e^2 A B`` to leading order.
 
+*Richardson GeLU product.* Only even powers of ``e`` remain, so ``(4 P(e) - P(2 e)) / 3``
+weighs the ``e^2`` term by ``(4 - 4) / 3 = 0``: the series is ``a b + e^4 c_4(a, b) + O(e^6)``.
+
 *GeLU bypass.* ``G(z) - G(-z) = z`` exactly: ``erf`` and ``tanh`` are odd.
 
 *LayerNorm at a fixed scale* (Lemma 6, second order). Pads ``+P, -P`` and a zero-sum rest of
@@ -103,6 +106,36 @@ def gelu_product(kind: str = "erf") -> Derivation:
                ("on |a|, |b| <= 1", f"|leading error| <= {bound} * eps^2 "
                                     f"(= {float(bound):.4f} eps^2)")),
         holds=holds, leading_error=c2 * e ** 2, order="eps^2", coefficient=bound)
+
+
+def gelu_richardson_product(kind: str = "erf") -> Derivation:
+    """``(4 P(e) - P(2 e)) / 3`` with ``P`` the one-scale product: the ``e^2`` terms cancel."""
+    a, b = sp.symbols("a b", real=True)
+    e = sp.Symbol("epsilon", positive=True)
+    gelu = GELUS[kind]
+
+    def one_scale(scale: sp.Expr) -> sp.Expr:
+        return sp.sqrt(sp.pi / 2) * (gelu(scale * (a + b)) - gelu(scale * a)
+                                     - gelu(scale * b)) / scale ** 2
+
+    combined = (4 * one_scale(e) - one_scale(2 * e)) / 3
+    series = sp.expand(sp.series(combined, e, 0, 6).removeO())
+    limit = series.subs(e, 0)
+    c2 = sp.expand(series.coeff(e, 2))
+    c4 = sp.expand(sp.cancel(series.coeff(e, 4)))
+    holds = all(sp.simplify(rest) == 0
+                for rest in (limit - a * b, c2, series - limit - c4 * e ** 4))
+    bound = _abs_coefficient_sum(c4, a, b)
+    return Derivation(
+        name=f"Richardson GeLU product ({kind} GeLU)",
+        statement="(4 P(eps) - P(2 eps)) / 3 -> a b with error O(eps^4), "
+                  "P the one-scale GeLU product",
+        steps=(("series in eps", f"a*b + 0 * eps^2 + ({sp.factor(c4)}) * eps^4 + O(eps^6)"),
+               ("eps^2 coefficient", f"{c2}"),
+               ("leading error", f"{sp.factor(c4)} * eps^4"),
+               ("on |a|, |b| <= 1", f"|leading error| <= {bound} * eps^4 "
+                                    f"(= {float(bound):.4f} eps^4)")),
+        holds=holds, leading_error=c4 * e ** 4, order="eps^4", coefficient=bound)
 
 
 def gelu_bypass(kind: str = "erf") -> Derivation:
@@ -224,6 +257,7 @@ def all_derivations() -> tuple[Derivation, ...]:
     """Every trick, for ``rawc prove lemmas`` (the tanh variants for comparison)."""
     builders: tuple[Callable[[], Derivation], ...] = (
         lambda: gelu_product("erf"), lambda: gelu_product("tanh"),
+        lambda: gelu_richardson_product("erf"), lambda: gelu_richardson_product("tanh"),
         lambda: gelu_bypass("erf"), lambda: gelu_bypass("tanh"), gated_product,
         ln_fixed_scale, ln_division, softmax_saturation)
     return tuple(_timed(build) for build in builders)
@@ -235,7 +269,7 @@ def derivations_for(op_kinds: set[str], gated: bool = False) -> tuple[Derivation
     builders: list[Callable[[], Derivation]] = [softmax_saturation]
     builders.append(gated_product if gated else lambda: gelu_bypass("erf"))
     if "mul" in op_kinds and not gated:
-        builders.append(lambda: gelu_product("erf"))
+        builders += [lambda: gelu_product("erf"), lambda: gelu_richardson_product("erf")]
     if "div" in op_kinds:
         builders += [ln_division, ln_fixed_scale]
     return tuple(_timed(build) for build in builders)

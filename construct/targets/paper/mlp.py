@@ -10,7 +10,9 @@ takes the balance), so LayerNorm's mean subtraction cancels exactly.
 ``G(eps_l L_ik)``, ``G(eps_r R_kj)`` and ``G(eps_l L_ik + eps_r R_kj)``;
 ``out_ij = kappa sum_k [G(s_ikj) - G(l_ik) - G(r_kj)]``, ``kappa = sqrt(pi/2) / (eps_l eps_r)``,
 ``eps_l = eps / |L|max``, ``eps_r = eps / |R|max``. Width ``a b c + a b + b c`` (the paper's
-``4|t| + |w|`` per dot would be ``4 a b c + a c``).
+``4|t| + |w|`` per dot would be ``4 a b c + a c``). The Richardson rule
+(``CompileConfig.gelu_product``, the default) builds these units at ``eps`` and ``2 eps`` and
+weighs them ``4/3`` and ``-1/3``: the ``eps^2`` terms cancel (twice the width).
 
 ``div`` and in-place old-value removal use the exact pass-through ``G(z) - G(-z) = z``.
 
@@ -29,7 +31,7 @@ import numpy as np
 from construct.compiler import error_models as errors
 from construct.targets.paper.layer_norm import LayerNormUse
 from construct.compiler.analysis import Bounds
-from construct.compiler.config import DTYPES, CompileConfig, MlpTarget
+from construct.compiler.config import DTYPES, CompileConfig, GeluProduct, MlpTarget
 from construct.compiler.layout import Layout
 from construct.compiler.fusion import LinearForm
 from construct.language.program import Div, Mul, Program
@@ -64,20 +66,23 @@ class _Units:
 
     def gelu_product(self, left: range, right: range, placement: np.ndarray,
                      shape: tuple[int, int, int], gain_l: float, gain_r: float,
-                     kappa: float) -> None:
+                     kappa: float, rule: GeluProduct) -> None:
         """``h += placement.T @ vec(left @ right)`` with units ``G(l)``, ``G(r)`` shared across
-        the product (``placement`` ``[a c, d_model]``: where each entry of the product goes)."""
+        the product (``placement`` ``[a c, d_model]``: where each entry of the product goes),
+        one set per pre-scale of the rule (``error_models.product_scales``)."""
         a, b, c = shape
-        left_units = {(i, k): self.add((left[i * b + k], gain_l))
-                      for i in range(a) for k in range(b)}
-        right_units = {(k, j): self.add((right[k * c + j], gain_r))
-                       for k in range(b) for j in range(c)}
-        for i, k, j in itertools.product(range(a), range(b), range(c)):
-            target = kappa * placement[i * c + j]
-            pair = self.add((left[i * b + k], gain_l), (right[k * c + j], gain_r))
-            self.outputs[pair] += target
-            self.outputs[left_units[i, k]] -= target
-            self.outputs[right_units[k, j]] -= target
+        for s, weight in errors.product_scales(rule):
+            g_l, g_r = s * gain_l, s * gain_r
+            left_units = {(i, k): self.add((left[i * b + k], g_l))
+                          for i in range(a) for k in range(b)}
+            right_units = {(k, j): self.add((right[k * c + j], g_r))
+                           for k in range(b) for j in range(c)}
+            for i, k, j in itertools.product(range(a), range(b), range(c)):
+                target = weight * kappa / s ** 2 * placement[i * c + j]
+                pair = self.add((left[i * b + k], g_l), (right[k * c + j], g_r))
+                self.outputs[pair] += target
+                self.outputs[left_units[i, k]] -= target
+                self.outputs[right_units[k, j]] -= target
 
     def pass_through(self, row: int, read_scale: float, gain: float,
                      target: np.ndarray) -> None:
@@ -183,23 +188,25 @@ def lower_mlp(program: Program, schedule: Schedule, layer_index: int,
             eps_l, eps_r = config.mul_scale / left_bound, config.mul_scale / right_bound
             units.gelu_product(layout.rows(op.left), layout.rows(op.right), placement[i],
                                (op.a, op.b, op.c), eps_l * read_scale, eps_r * read_scale,
-                               math.sqrt(math.pi / 2) / (eps_l * eps_r))
+                               math.sqrt(math.pi / 2) / (eps_l * eps_r), config.gelu_product)
             product = op.b * left_bound * right_bound
             remainder = errors.gelu_product_error(op.b, left_bound, right_bound,
-                                                  config.mul_scale)
+                                                  config.mul_scale, config.gelu_product)
             relative = product * (2 * ln_rel + ln_rel ** 2)
             unit_rounding = errors.gelu_product_rounding(op.b, left_bound, right_bound,
-                                                         config.mul_scale)
+                                                         config.mul_scale, config.gelu_product)
             approx = remainder + relative
             rounding = unit_rounding + (d_model + 8 + pad_rounding) * 2 * product * uses_ln
             reads = ((op.left, left_bound), (op.right, right_bound))
-            scaled = (errors.ScaledPart({dtype: remainder for dtype in DTYPES}, 4),
+            scaled = (errors.ScaledPart({dtype: remainder for dtype in DTYPES},
+                                        errors.remainder_power(config.gelu_product)),
                       errors.ScaledPart({dtype: relative for dtype in DTYPES}, 2),
                       errors.ScaledPart(errors.per_dtype(unit_rounding), 1))
             private = (errors.ScaledPart(errors.per_dtype(unit_rounding), 1),)
             operand_shift, mean_shift = (
                 errors.layernorm_shift_rounding(op.b, left_bound, right_bound,
-                                                config.mul_scale, mean_count)
+                                                config.mul_scale, mean_count,
+                                                config.gelu_product)
                 if uses_ln else (errors.per_dtype(0.0), errors.per_dtype(0.0)))
             shift = {dtype: operand_shift[dtype] + mean_shift[dtype] for dtype in DTYPES}
             # LayerNorm's mean-shift rounding is kappa times input errors 4u(|a| + |mu|): the
