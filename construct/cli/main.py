@@ -326,8 +326,11 @@ def build_parser() -> argparse.ArgumentParser:
     from construct.cli.fuzz import add_fuzz_parser  # rawc fuzz: verify.fuzz
     from construct.cli.train import add_train_parser  # rawc train-lsa: verify.training
 
+    from construct.cli.export import add_export_parser  # rawc export: construct.model.export_gpt2
+
     add_fuzz_parser(sub)
     add_train_parser(sub)
+    add_export_parser(sub)
     return parser
 
 

@@ -66,6 +66,16 @@ def initial_errors(compiled: ErrorBudget, dtype: str) -> dict[str, float]:
     return current
 
 
+def largest_value(compiled: ErrorBudget) -> float:
+    """A bound on every slot's value and LayerNorm pad (``P``, or ``N |c|`` in a division
+    layer) over the declared input box: the analysis bounds, no data."""
+    program, config, bounds = compiled.program, compiled.config, compiled.bounds
+    divides = any(isinstance(op, Div) for op in program.ops)  # LayerNorm iff a div
+    return max([config.ln_pad if divides else 0.0, *bounds.results]
+               + [config.div_scale * bounds.before[i][op.den]
+                  for i, op in enumerate(program.ops) if isinstance(op, Div)])
+
+
 def representable(compiled: ErrorBudget, dtype: str) -> bool:
     """Whether a model evaluated in ``dtype`` keeps every intermediate finite: LayerNorm
     squares the residual (its largest entry, a result or a pad ``N |c|``, must stay below
@@ -74,9 +84,7 @@ def representable(compiled: ErrorBudget, dtype: str) -> bool:
     found float32 models overflowing to inf under bounds of 8e6 to 1e255)."""
     program, config, bounds = compiled.program, compiled.config, compiled.bounds
     largest = float(torch.finfo(torch_dtype(dtype)).max) / 16
-    residual = max([config.ln_pad, *bounds.results]
-                   + [config.div_scale * bounds.before[i][op.den]
-                      for i, op in enumerate(program.ops) if isinstance(op, Div)])
+    residual = largest_value(compiled)
     if residual * residual * max(1, len(program.slots)) >= largest:
         return False
     kappa_weight = largest_output_weight(config.gelu_product)

@@ -164,12 +164,16 @@ def write_atomically(tensors: dict[str, torch.Tensor], path: str,
     replace_atomically(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
-def _new_file_mode() -> int:
-    """``0o666`` under the process umask, as ``open`` would create a file (read without
-    changing it: ``os.umask`` sets as it reads)."""
+def current_umask() -> int:
+    """The process umask (read without changing it: ``os.umask`` sets as it reads)."""
     mask = os.umask(0)
     os.umask(mask)
-    return 0o666 & ~mask
+    return mask
+
+
+def _new_file_mode() -> int:
+    """``0o666`` under the process umask, as ``open`` would create a file."""
+    return 0o666 & ~current_umask()
 
 
 def replace_atomically(path: str, write: Callable[[str], None]) -> None:

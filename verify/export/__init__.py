@@ -1,0 +1,1 @@
+"""Exported models run through the real libraries they target."""
