@@ -1,6 +1,7 @@
 """``rawc export CHECKPOINT --to hf-gpt2|transformer-lens DIR``: a compiled checkpoint as a
-stock GPT-2 directory (``construct.model.export_gpt2``), optionally run through the real
-library and compared (``verify.export.gpt2_check``)."""
+stock GPT-2 directory (``construct.model.export_gpt2``) or a TransformerLens native bridge
+(``construct.model.export_tl``), optionally run through the real library and compared
+(``verify.export.gpt2_check``)."""
 from __future__ import annotations
 
 import argparse
@@ -13,7 +14,7 @@ LOADERS = {"hf-gpt2": "transformers", "transformer-lens": "transformer-lens"}
 
 def add_export_parser(sub) -> None:
     p = sub.add_parser(
-        "export", help="write a compiled checkpoint as a stock Hugging Face GPT-2 directory",
+        "export", help="write a compiled checkpoint for Hugging Face GPT-2 or TransformerLens",
         description="Write CHECKPOINT as a directory that transformers' GPT2LMHeadModel (and "
                     "GPT2Model) loads unmodified and offline (config.json, model.safetensors, "
                     "rawc_io.json), with no hooks: an always-zero anchor row absorbs the mean "
@@ -21,18 +22,22 @@ def add_export_parser(sub) -> None:
                     "LayerNorm in rawc) or +-P pad rows (switched off around rawc's own "
                     "LayerNorm) make the others the identity; heads are zero-padded and the "
                     "score scale folded into W_Q; a shared loop is unrolled. --to "
-                    "transformer-lens writes the same directory, which TransformerLens 4 loads "
-                    "with TransformerBridge.boot_transformers(DIR). Feed the model "
+                    "transformer-lens writes the same weights as a TransformerLens 4 native "
+                    "bridge (tl_config.json, tl_weights.safetensors; gated MLPs included), "
+                    "loaded with TransformerBridge.boot_native and convert_tl_checkpoint (the "
+                    "README has the snippet). Feed the model "
                     "inputs_embeds = X @ wte[:d_in] and read logits[..., :d_out]. Never apply "
                     "TransformerLens weight processing to it. Linear attention, the context "
-                    "mask and gated MLPs have no GPT-2 form and are refused by name (exit 2). "
+                    "mask have no such form and are refused by name (exit 2), as are gated MLPs for "
+                    "GPT-2. "
                     "--check runs the export through the real library on random tasks and "
                     "compares it with rawc's forward and the closed form (exit 1 if it "
                     "disagrees: float64 beyond 1e-7 of the output scale, float32 beyond "
                     "rawc's float32 bound; 3 where that bound says nothing).")
     p.add_argument("checkpoint", help="a rawc.checkpoint/1 file")
     p.add_argument("--to", choices=TARGETS, required=True, dest="to",
-                   help="hf-gpt2 or transformer-lens (the same GPT-2 directory)")
+                   help="hf-gpt2 (a GPT2LMHeadModel directory) or transformer-lens (a "
+                        "TransformerLens 4 native bridge's config and weights)")
     p.add_argument("directory", help="directory to write (replaced whole if it exists)")
     p.add_argument("--dtype", choices=("float64", "float32"),
                    help="dtype of the exported weights (default: the dtype the checkpoint's "
@@ -59,14 +64,19 @@ def largest_residual(checkpoint, compiled) -> float:
 def run(args: argparse.Namespace) -> int:
     from construct.model.assemble import compile_program
     from construct.model.checkpoint import load_checkpoint
-    from construct.model.export_gpt2 import refusal_reason, to_gpt2, write_directory
+    from construct.model.export_gpt2 import gpt2_files
+    from construct.model.export_stock import refusal_reason, to_stock, write_directory
+    from construct.model.export_tl import tl_files
 
     if args.trials < 1:
         raise ValueError(f"--trials must be >= 1, got {args.trials}")
     checkpoint = load_checkpoint(args.checkpoint)
     reason = refusal_reason(checkpoint.shape)
+    if reason is None and args.to == "hf-gpt2" and checkpoint.shape.gated_mlp:
+        reason = "gated_mlp: GPT-2's MLP is act(z W_fc) W_proj, with no gate (--to " \
+                 "transformer-lens has a gated MLP)"
     if reason is not None:
-        raise ValueError(f"{args.checkpoint}: no GPT-2 form: {reason}")
+        raise ValueError(f"{args.checkpoint}: no {args.to} form: {reason}")
     if "rawc.program" not in checkpoint.metadata:
         raise ValueError(f"{args.checkpoint}: no program recorded (trained weights?): the pad "
                          "size rests on the compiled program's bounds")
@@ -79,13 +89,15 @@ def run(args: argparse.Namespace) -> int:
                          f"program and constants ({integrity.detail}); the export's constants "
                          "rest on that compile's bounds")
     dtype = args.dtype or checkpoint.config().dtype
-    export = to_gpt2(checkpoint.shape, checkpoint.weights, largest_residual(checkpoint, compiled),
-                     dtype)
-    files = write_directory(export, args.directory, dtype)
-    print(f"exported {args.checkpoint} to {args.directory} ({', '.join(files)}): GPT-2 with "
-          f"n_embd = {export.config['n_embd']}, {export.config['n_layer']} layers, "
-          f"{export.config['n_head']} heads, {dtype}; LayerNorms neutralised by "
-          + ("epsilon 2^100" if export.pad is None else f"pads +-{export.pad:.0e}"))
+    stock = to_stock(checkpoint.shape, checkpoint.weights,
+                     largest_residual(checkpoint, compiled), dtype)
+    files = write_directory(gpt2_files(stock, dtype) if args.to == "hf-gpt2" else
+                            tl_files(stock), args.directory, dtype)
+    kind = "GPT-2" if args.to == "hf-gpt2" else "TransformerLens native"
+    print(f"exported {args.checkpoint} to {args.directory} ({', '.join(files)}): {kind} with "
+          f"d_model = {stock.width}, {stock.n_layers} layers, {stock.n_heads} heads of "
+          f"{stock.head_dim}, {dtype}; LayerNorms neutralised by "
+          + ("epsilon 2^100" if stock.pad is None else f"pads +-{stock.pad:.0e}"))
     if not args.check:
         return 0
     from verify.check.verdict import Verdict

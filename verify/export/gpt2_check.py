@@ -1,4 +1,4 @@
-"""An exported GPT-2 directory, run by the real ``transformers`` (and TransformerLens), against
+"""An export, run by the real ``transformers`` or TransformerLens, against
 rawc's own forward and the closed form, on the same random tasks.
 
 The goal (issue 19): in float64 the export agrees with rawc's forward to ``1e-7`` of the
@@ -68,8 +68,10 @@ def _tokens(checkpoint, trials: int, seed: int) -> tuple[torch.Tensor, object]:
 
 def check_gpt2(directory: str, checkpoint, dtype: str, trials: int = 64, seed: int = 0,
                loader: str = "transformers") -> ExportCheck:
-    """``loader``: ``transformers`` (``GPT2LMHeadModel.from_pretrained``) or
-    ``transformer-lens`` (TL 4's ``TransformerBridge.boot_transformers``)."""
+    """``loader``: ``transformers`` (``GPT2LMHeadModel.from_pretrained``),
+    ``transformer-lens-gpt2`` (TL 4's ``TransformerBridge.boot_transformers`` on the GPT-2
+    directory) or ``transformer-lens`` (TL 4's native bridge, ``rawc export --to
+    transformer-lens``)."""
     torch_type = torch_dtype(dtype)
     tasks, n = _tokens(checkpoint, trials, seed)
     tokens = tasks.tokens.to(torch_type)
@@ -105,10 +107,29 @@ def run_export(directory: str, tokens: torch.Tensor, d_in: int, d_out: int,
         model = GPT2LMHeadModel.from_pretrained(directory, dtype=dtype).eval()
         embeds = tokens @ model.transformer.wte.weight[:d_in]
         return model(inputs_embeds=embeds).logits[..., :d_out]
-    if loader == "transformer-lens":
+    if loader == "transformer-lens-gpt2":  # TL 4 booting the GPT-2 directory
         from transformer_lens.model_bridge import TransformerBridge
 
         bridge = TransformerBridge.boot_transformers(directory, device="cpu", dtype=dtype)
         wte = bridge.original_model.transformer.wte.weight
         return bridge(tokens @ wte[:d_in])[..., :d_out]
-    raise ValueError(f"unknown loader {loader!r} (transformers, transformer-lens)")
+    if loader == "transformer-lens":  # TL 4's native bridge from tl_config / tl_weights
+        import json
+        import os
+
+        from safetensors.torch import load_file
+        from transformer_lens.config.transformer_bridge_config import TransformerBridgeConfig
+        from transformer_lens.model_bridge import TransformerBridge
+        from transformer_lens.utilities.tl_checkpoint_conversion import convert_tl_checkpoint
+
+        with open(os.path.join(directory, "tl_config.json"), encoding="utf-8") as handle:
+            config = json.load(handle)
+        bridge = TransformerBridge.boot_native(config, dtype=dtype)
+        weights = load_file(os.path.join(directory, "tl_weights.safetensors"))
+        converted = convert_tl_checkpoint(weights, TransformerBridgeConfig.from_dict(config))
+        loaded = bridge.load_state_dict(converted, strict=True)
+        if loaded.missing_keys or loaded.unexpected_keys:
+            raise ValueError(f"TransformerLens did not take the weights whole: {loaded}")
+        return bridge(tokens @ weights["embed.W_E"][:d_in].to(dtype))[..., :d_out]
+    raise ValueError(f"unknown loader {loader!r} (transformers, transformer-lens, "
+                     "transformer-lens-gpt2)")

@@ -1,5 +1,6 @@
-"""construct.model.export_gpt2 / `rawc export`: every softmax checkpoint as a stock GPT-2,
-loaded by the real transformers (and TransformerLens 4), against rawc's own forward.
+"""construct.model.export_stock, export_gpt2, export_tl / `rawc export`: every softmax
+checkpoint as a stock GPT-2 and a TransformerLens 4 native bridge, loaded by the real
+libraries, against rawc's own forward.
 
 Goal (issue 19): float64 within 1e-7 of the output scale at every position; float32 within
 rawc's float32 bound. Measured: 2e-12 (gd) to 1e-10 (ridge) in float64.
@@ -80,14 +81,42 @@ def test_gpt2_model_loads_the_directory_unmodified(tmp_path):
     assert result.relative_difference <= 1e-7
 
 
-def test_transformer_lens_4_boots_the_export(tmp_path):
+TL_CASES = [
+    ("gd", ["--d", "3"], "float64"),
+    ("gd", ["--d", "3", "--target", "gated"], "float64"),
+    ("sgd", ["--d", "2", "--n", "3", "--target", "gated", "--form", "shared"], "float64"),
+    ("sherman-morrison", ["--d", "2"], "float64"),
+    ("ridge", ["--d", "2", "--n", "3", "--method", "sherman-morrison", "--form", "shared"],
+     "float64"),
+    ("gd", ["--d", "3", "--dtype", "float32"], "float32"),
+]
+
+
+@pytest.mark.parametrize("name,flags,dtype", TL_CASES, ids=lambda v: str(v))
+def test_transformer_lens_4_native_bridge_agrees_with_rawc(tmp_path, name, flags, dtype):
+    """``--to transformer-lens``: TL 4's own native modules (gated MLP included) built from
+    the written config, the weights through ``convert_tl_checkpoint``, strict, no hooks."""
+    pytest.importorskip("transformer_lens")
+    path = compiled(tmp_path, name, flags)
+    directory = str(tmp_path / "tl")
+    assert rawc(["export", path, "--to", "transformer-lens", directory]) == 0
+    assert sorted(os.listdir(directory)) == ["rawc_io.json", "tl_config.json",
+                                             "tl_weights.safetensors"]
+    checkpoint = load_checkpoint(path)
+    result = check_gpt2(directory, checkpoint, dtype, trials=8, loader="transformer-lens")
+    if dtype == "float64":
+        assert result.relative_difference <= 1e-7, result
+    else:
+        assert result.max_difference <= checkpoint.predicted_bound("float32"), result
+
+
+def test_transformer_lens_4_boots_the_gpt2_directory(tmp_path):
     pytest.importorskip("transformer_lens")
     path = compiled(tmp_path, "sherman-morrison", ["--d", "2"])
-    directory = str(tmp_path / "tl")
-    assert rawc(["export", path, "--to", "transformer-lens", directory, "--check",
-                 "--trials", "8"]) == 0
+    directory = str(tmp_path / "hf")
+    assert rawc(["export", path, "--to", "hf-gpt2", directory]) == 0
     result = check_gpt2(directory, load_checkpoint(path), "float64", trials=8,
-                        loader="transformer-lens")
+                        loader="transformer-lens-gpt2")
     assert result.relative_difference <= 1e-7, result
 
 
@@ -119,19 +148,21 @@ def test_the_io_rule_and_config_are_written(tmp_path):
     assert io["prediction"] == "logits[..., :1]"
 
 
-@pytest.mark.parametrize("name,flags,reason", [
-    ("lsa-gd", ["--d", "2"], "linear"),
-    ("gd", ["--d", "2", "--target", "gated"], "gated_mlp"),
+@pytest.mark.parametrize("name,flags,to,reason", [
+    ("lsa-gd", ["--d", "2"], "hf-gpt2", "linear"),
+    ("lsa-gd", ["--d", "2"], "transformer-lens", "linear"),
+    ("gd", ["--d", "2", "--target", "gated"], "hf-gpt2", "gated_mlp"),
+    ("sherman-morrison", ["--d", "2", "--target", "gated"], "transformer-lens", "gated_mlp"),
 ])
-def test_checkpoints_gpt2_cannot_express_are_refused_by_name(tmp_path, name, flags, reason,
-                                                             capsys):
+def test_checkpoints_without_a_stock_form_are_refused_by_name(tmp_path, name, flags, to, reason,
+                                                              capsys):
     path = compiled(tmp_path, name, flags)
     capsys.readouterr()
     directory = tmp_path / "out"
-    assert rawc(["export", path, "--to", "hf-gpt2", str(directory)]) == 2
+    assert rawc(["export", path, "--to", to, str(directory)]) == 2
     err = capsys.readouterr().err
-    assert "no GPT-2 form" in err and reason in err and len(err.strip().splitlines()) == 1
-    assert not directory.exists()
+    assert f"no {to} form" in err and reason in err and len(err.strip().splitlines()) == 1
+    assert not directory.exists() and not list(tmp_path.glob(".rawc-*"))
 
 
 def test_a_missing_parent_directory_is_refused(tmp_path, capsys):
