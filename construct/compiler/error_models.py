@@ -62,9 +62,14 @@ only in exact arithmetic, so ``kappa`` times those input errors (``G' ~ 1/2``) g
 would make ``|mu|`` as large as their mean; so each layer's attention writes the pads as
 ``+P - S/2`` and ``-P - S/2``, ``S`` the sum of every other row after the half (*zero-mean
 pads*: the self head reads the rows' sum, every head subtracts half the sum of what it
-writes). The residual LayerNorm sees then sums to zero up to rounding,
-``|mu| <= 4 u (P + S) / L``, and ``S`` enters only the energy: ``E + S^2 / 2``. A pass-through
-(division, old-value removal) has no ``kappa`` and pays ``4 u |mu|`` per value.
+writes). The residual LayerNorm sees then sums to zero up to rounding, and ``S`` enters only
+the energy: ``E + S^2 / 2``. The rounding is the pads' own (the self head reads the rows as
+stored, so their errors cancel): each pad is a head write of ``T`` terms (the self head's
+value reads every row, ``W_O`` sums every head's outputs) over an old pad, off by
+``(T + 6) u (V + D)`` (*attention rounding*) with ``V, D <= B_pad``, so
+``|mu| <= 4 (T + 6) u B_pad / L`` (``pad_mean_count``; ``rawc fuzz`` found the earlier
+``4 u (P + S) / L`` exceeded in float32, 0.092 against 0.068). A pass-through (division,
+old-value removal) has no ``kappa`` and pays ``4 u |mu|`` per value.
 
 *Pad leak.* The pads are rewritten each layer by a softmax read of the column's own rows,
 which takes ``sum_j p_j v_j = v_t + sum_{j != t} p_j (v_j - v_t)``: a leak ``<= leak`` of the
@@ -241,17 +246,25 @@ def gated_product_rounding(inner: int, left_bound: float, right_bound: float) ->
     return (2 * inner + 7) * inner * left_bound * right_bound
 
 
+def pad_mean_count(width: int, value_terms: int, pad_bound: float) -> float:
+    """``|mu| / u`` of the residual a LayerNorm sees after the zero-mean pads (*LayerNorm mean
+    shift*): ``4 (T + 6) B_pad / L`` with ``T = L + value_terms`` the terms of a pad's write."""
+    return 4 * (width + value_terms + 6) * pad_bound / width
+
+
 def gated_shift_rounding(inner: int, left_bound: float, right_bound: float,
                          mean_count: float) -> tuple[dict[str, float], dict[str, float]]:
     """LayerNorm's mean subtraction in a gated product, per dtype: each operand is read as
-    ``(a - mu)`` balanced by the zero row, exact but for the rounding ``u (|a| + |mu|)`` of the
-    balance, ``|mu| <= mean_count u``; summed over ``b`` products: the operand part
-    ``2 b u A B`` and the mean part ``b u |mu| (A + B)``."""
+    ``(a - mu)`` balanced by the zero row, off by ``4 u (|a| + |mu|)`` (*LayerNorm mean shift*:
+    the subtraction, the scaling, LayerNorm's weight and bias each round),
+    ``|mu| <= mean_count u``; summed over ``b`` products: the operand part ``8 b u A B`` and
+    the mean part ``4 b u |mu| (A + B)`` (``rawc fuzz`` found one rounding, the count used
+    before, 1.7 times exceeded in float32)."""
     operands, mean_part = {}, {}
     for dtype in ("float64", "float32"):
         u = unit_roundoff(dtype)
-        operands[dtype] = 2 * inner * u * left_bound * right_bound
-        mean_part[dtype] = inner * u * mean_count * u * (left_bound + right_bound)
+        operands[dtype] = 8 * inner * u * left_bound * right_bound
+        mean_part[dtype] = 4 * inner * u * mean_count * u * (left_bound + right_bound)
     return operands, mean_part
 
 

@@ -149,7 +149,6 @@ def compile_program(program: Program, config: CompileConfig | None = None) -> Co
     den_bounds = [bounds.before[i][op.den] for i, op in enumerate(program.ops)
                   if isinstance(op, Div)]
     pad_bound = max([config.ln_pad] + [config.div_scale * b for b in den_bounds]) + row_sum / 2
-    mean_count = 4 * (pad_bound + row_sum) / layout.d_model
     first = first_writes(program, source if shared else None)
     ln_uses = [layer_norm_use(program, schedule, index) for index in range(schedule.n_layers)]
     attn_halves, mlp_halves, models = [], [], {}
@@ -158,7 +157,8 @@ def compile_program(program: Program, config: CompileConfig | None = None) -> Co
         attn = lower_attention(program, schedule, index, forms, layout, bounds, config, ln_use,
                                first, held)
         mlp = lower_mlp(program, schedule, index, forms, layout, bounds, config, ln_use,
-                        attn.cleared, energy, held, pad_bound, first, mean_count)
+                        attn.cleared, energy, held, pad_bound, first,
+                        errors.pad_mean_count(layout.d_model, attn.value_terms, pad_bound))
         attn_halves.append(attn)
         mlp_halves.append(mlp)
         models.update({m.op_index: m for m in (*attn.errors, *mlp.errors)})

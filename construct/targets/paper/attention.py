@@ -54,6 +54,11 @@ class AttentionHalf:
     errors: tuple[errors.ErrorModel, ...]
     cleared: frozenset[int]  # MLP ops whose destination this half cleared
 
+    @property
+    def value_terms(self) -> int:
+        """The heads' outputs ``W_O`` sums into a row (every one reaches the zero-mean pads)."""
+        return sum(len(head.out_rows) for head in self.heads)
+
 
 def mlp_clears_in_attention(program: Program, schedule: Schedule,
                             layer: Layer) -> frozenset[int]:
