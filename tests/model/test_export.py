@@ -19,17 +19,21 @@ from verify.export.gpt2_check import check_gpt2
 
 pytest.importorskip("transformers")
 
-CASES = [
-    ("gd", ["--d", "3"], "float64"),
-    ("gd", ["--d", "3", "--dtype", "float32"], "float32"),
-    ("sherman-morrison", ["--d", "3"], "float64"),
-    ("gd-batch", ["--d", "2", "--n", "4"], "float64"),
-    ("sgd", ["--d", "2", "--n", "4", "--form", "shared"], "float64"),
-    ("ridge", ["--d", "2", "--n", "4"], "float64"),
-    ("ridge", ["--d", "2", "--n", "3", "--method", "sherman-morrison", "--form", "shared"],
-     "float64"),
-    ("ridge", ["--d", "2", "--n", "4", "--dtype", "float32"], "float32"),
+ALGORITHMS = [
+    ("gd", ["--d", "3"]),
+    ("sherman-morrison", ["--d", "3"]),
+    ("gd-batch", ["--d", "2", "--n", "4"]),
+    ("sgd", ["--d", "2", "--n", "4"]),
+    ("sgd", ["--d", "2", "--n", "4", "--form", "shared"]),
+    ("ridge", ["--d", "2", "--n", "4"]),
+    ("ridge", ["--d", "2", "--n", "4", "--form", "shared"]),
+    ("ridge", ["--d", "2", "--n", "4", "--method", "newton"]),
+    ("ridge", ["--d", "2", "--n", "3", "--method", "sherman-morrison"]),
+    ("ridge", ["--d", "2", "--n", "3", "--method", "sherman-morrison", "--form", "shared"]),
 ]
+# every softmax algorithm, method and form, in both dtypes (constants tuned for each)
+CASES = [(name, flags + (["--dtype", dtype] if dtype == "float32" else []), dtype)
+         for name, flags in ALGORITHMS for dtype in ("float64", "float32")]
 
 
 def compiled(tmp_path, name: str, flags: list[str]) -> str:
@@ -50,7 +54,7 @@ def test_export_agrees_with_rawc_in_transformers(tmp_path, name, flags, dtype, c
         assert result.relative_difference <= 1e-7, result
         assert result.verdict(None) is Verdict.PASS
     else:
-        assert result.max_difference <= checkpoint.predicted_bound("float32"), result
+        assert result.verdict(checkpoint.predicted_bound("float32")) is not Verdict.FAIL, result
         assert result.relative_difference <= 1e-2, result  # float32 rounding, not a wrong model
     # against the closed form the export is as good as rawc's own forward, up to that rounding
     assert result.closed_form <= 10 * result.rawc_closed_form + result.relative_difference
