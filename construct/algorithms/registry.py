@@ -156,7 +156,7 @@ def _step_parameters(alpha: Fraction) -> tuple[Parameter, ...]:
     return (Parameter("d", int, 2, "input dimension"),
             Parameter("n", int, 4, "number of exemplars"),
             Parameter("alpha", Fraction, alpha, "step size"),
-            Parameter("lam", Fraction, Fraction(0), "ridge penalty"),
+            Parameter("lam", Fraction, Fraction(0), "ridge penalty (>= 0)"),
             Parameter("w0", list, None, "start weights (default (-1)^k/(k+1))"))
 
 
@@ -167,9 +167,9 @@ PROGRAM_ALGORITHMS: dict[str, ProgramAlgorithm] = {
         "gd", "one gradient-descent step on one exemplar (Theorem 1, O(d) width)",
         (Parameter("d", int, 2, "input dimension"),
          Parameter("alpha", Fraction, Fraction(1, 10), "step size"),
-         Parameter("lam", Fraction, Fraction(1, 100), "ridge penalty"),
+         Parameter("lam", Fraction, Fraction(1, 100), "ridge penalty (>= 0)"),
          Parameter("w0", list, None, "start weights (default (-1)^k/(k+1))")),
-        theorems.gd_program, theorems.gd_listing),
+        theorems.gd_program, theorems.gd_listing, lam_rule=LamRule.NON_NEGATIVE),
     "sherman-morrison": ProgramAlgorithm(
         "sherman-morrison",
         "one Sherman-Morrison ridge update on one exemplar (Theorem 2, O(d^2) width)",

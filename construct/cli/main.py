@@ -5,6 +5,7 @@ import argparse
 import os
 import sys
 
+from construct.algorithms.family import Family
 from construct.algorithms.registry import (ALGORITHMS, algorithm_params, get_algorithm,
                                            parameter_options)
 from construct.language.program import ProgramError
@@ -48,12 +49,14 @@ def _cmd_compile(args: argparse.Namespace) -> int:
                            "see `rawc list`) and no program file of that name")
     algorithm = get_algorithm(args.name)
     params = algorithm.resolve(**algorithm_params(args))
-    overrides = {"input_bound": args.bound, "n_ctx": args.n_ctx, "schedule": args.schedule,
-                 "form": args.form, "target": args.target, "gelu_product": args.gelu_product}
+    overrides = {"input_bound": args.bound, "n_ctx": args.n_ctx,
+                 **lowering_choices(args, args.name, algorithm.family)}
     config = CompileConfig.for_dtype(args.dtype, **overrides)
     if hasattr(algorithm, "effective"):
         params = algorithm.effective(params, config.input_bound)
     built = algorithm.construct(params, config, listing=args.listing)
+    if hasattr(built, "source_program"):
+        refuse_shared_without_loop(args, args.name, built.source_program)
     if hasattr(built, "source_program"):  # the tokens a task carries must fit n_ctx
         program_file.exemplars(built.source_program, int(params.get("n", 1)), config.n_ctx)
     save_checkpoint(built, args.output, algorithm=args.name, params=params)
@@ -61,6 +64,31 @@ def _cmd_compile(args: argparse.Namespace) -> int:
         print(line)
     print(f"  wrote {args.output}")
     return 0
+
+
+LOWERING_OPTIONS = {"schedule": "packed", "form": "stacked", "target": "paper",
+                    "gelu_product": "richardson"}
+
+
+def lowering_choices(args: argparse.Namespace, name: str, family: Family) -> dict[str, str]:
+    """``--schedule``, ``--form``, ``--target``, ``--gelu-product``, defaulted; one given where
+    it does not apply is refused, not ignored."""
+    given = {option: value for option in LOWERING_OPTIONS
+             if (value := getattr(args, option, None)) is not None}
+    if family is Family.LINEAR_ATTENTION and given:
+        option = next(iter(given)).replace("_", "-")
+        raise ValueError(f"--{option} does not apply to {name}: a linear-attention "
+                         "construction has no MLP, schedule or repeated stage to lower")
+    if given.get("target") == "gated" and "gelu_product" in given:
+        raise ValueError(f"--gelu-product {given['gelu_product']} does not apply to --target "
+                         "gated: its products are exact (the rule is the paper target's)")
+    return {**LOWERING_OPTIONS, **given}
+
+
+def refuse_shared_without_loop(args: argparse.Namespace, name: str, program) -> None:
+    if getattr(args, "form", None) == "shared" and program.loop is None:
+        raise ValueError(f"--form shared does not apply to {name}: it has no repeated stage "
+                         "to store once (sgd, ridge and programs with `repeat` do)")
 
 
 def _compile_program_file(args: argparse.Namespace) -> int:
@@ -111,6 +139,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         if getattr(args, option) < 1:
             raise ValueError(f"--{option.replace('_', '-')} must be >= 1, got "
                              f"{getattr(args, option)}")
+    if args.seed < 0:
+        raise ValueError(f"--seed must be >= 0, got {args.seed}")
     if args.what == "ops":
         from verify.bench.ops import main as bench_main
     elif args.what == "bounds":
@@ -171,20 +201,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bound", type=float, default=4.0,
                    help="declared bound B on every input entry (default 4)")
     p.add_argument("--n-ctx", type=int, default=256, help="longest sequence (default 256)")
-    p.add_argument("--schedule", choices=("packed", "sequential"), default="packed",
+    p.add_argument("--schedule", choices=("packed", "sequential"),
                    help="packed (default): independent ops share layers and affine maps fold "
                         "into the weights around them; sequential: one op per layer, the "
                         "paper's layout")
-    p.add_argument("--form", choices=("stacked", "shared"), default="stacked",
+    p.add_argument("--form", choices=("stacked", "shared"),
                    help="for learners with a repeated stage (sgd, ridge): stacked = every "
                         "layer its own weights; shared = one stage's layers stored once and "
                         "run n times (parameters constant in n)")
-    p.add_argument("--target", choices=("paper", "gated"), default="paper",
+    p.add_argument("--target", choices=("paper", "gated"),
                    help="the MLP products and quotients are lowered into: paper (default; "
                         "GeLU products, error O(eps^2) + rounding u/eps) or gated "
                         "(TransformerLens GatedMLP, relu(z W_gate) * (z W_in): exact products, "
                         "error at rounding)")
-    p.add_argument("--gelu-product", choices=("richardson", "lemma4"), default="richardson",
+    p.add_argument("--gelu-product", choices=("richardson", "lemma4"),
                    help="the paper target's GeLU product: richardson (default; units at eps "
                         "and 2 eps combined so the eps^2 terms cancel, error O(eps^4) + "
                         "rounding u/eps, twice the product units) or lemma4 (the paper's "

@@ -90,9 +90,12 @@ def compile_file(path: str, args: argparse.Namespace,
     program, the compiled model and the ``rawc.algorithm`` record."""
     refuse_algorithm_flags(path, given)
     program = read_program(path)
+    from construct.algorithms.family import Family
+    from construct.cli.main import lowering_choices, refuse_shared_without_loop
+
     config = CompileConfig.for_dtype(args.dtype, input_bound=args.bound, n_ctx=args.n_ctx,
-                                     schedule=args.schedule, form=args.form,
-                                     target=args.target, gelu_product=args.gelu_product)
+                                     **lowering_choices(args, path, Family.PROGRAM))
+    refuse_shared_without_loop(args, path, program)
     n = exemplars(program, given.get("n"), config.n_ctx)
     compiled = compile_program(program, config)
     record = {"name": program.name, "params": {"d": program.d, "n": n},

@@ -13,6 +13,13 @@ from construct.cli.main import main
     (["compile", "ridge", "--n", "4", "--n-ctx", "8"], "needs 10 positions"),
     (["train-lsa", "--n", "0"], "--n must be >= 1"),
     (["train-lsa", "--lr", "0"], "--lr must be > 0"),
+    (["compile", "gd", "--form", "shared"], "--form shared does not apply to gd"),
+    (["compile", "lsa-gd", "--target", "gated"], "--target does not apply to lsa-gd"),
+    (["compile", "lsa-gd", "--schedule", "sequential"], "--schedule does not apply to lsa-gd"),
+    (["compile", "gd", "--target", "gated", "--gelu-product", "lemma4"],
+     "does not apply to --target gated"),
+    (["compile", "gd", "--lam=-1/2"], "lam must be >= 0 for gd"),
+    (["bench", "ops", "--seed=-1"], "--seed must be >= 0"),
 ])
 def test_bad_options_exit_2_with_one_line(argv, problem, tmp_path, capsys):
     out = tmp_path / "x.safetensors"
@@ -54,3 +61,19 @@ def test_an_internal_error_is_one_line_and_debug_shows_it(monkeypatch, capsys):
     monkeypatch.delenv("RAWC_DEBUG")
     with pytest.raises(RuntimeError):
         cli.main(["--debug", "list"])
+
+
+@pytest.mark.parametrize("option, value, problem", [
+    ("--seed", "-1", "--seed must be >= 0"),
+    ("--noise", "-0.5", "--noise (a standard deviation) must be"),
+    ("--noise", "inf", "--noise (a standard deviation) must be"),
+    ("--scale", "0", "--scale must be a finite number > 0"),
+    ("--scale", "-2", "--scale must be a finite number > 0"),
+])
+def test_verify_refuses_bad_task_options(option, value, problem, tmp_path, capsys):
+    path = str(tmp_path / "gd.safetensors")
+    assert main(["compile", "gd", "--d", "2", "-o", path]) == 0
+    capsys.readouterr()
+    assert main(["verify", path, f"{option}={value}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert problem in err and len(err.splitlines()) == 1 and "Traceback" not in err

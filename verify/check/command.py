@@ -23,6 +23,13 @@ def main(args: argparse.Namespace) -> int:
         raise ValueError(f"--metric-tasks must be >= 1, got {args.metric_tasks}")
     if args.tol is not None and not 0 < args.tol < float("inf"):
         raise ValueError(f"--tol must be a positive finite number, got {args.tol}")
+    if args.seed < 0:
+        raise ValueError(f"--seed must be >= 0, got {args.seed}")
+    if not 0 <= args.noise < float("inf"):
+        raise ValueError(f"--noise (a standard deviation) must be a finite number >= 0, got "
+                         f"{args.noise}")
+    if not 0 < args.scale < float("inf"):
+        raise ValueError(f"--scale must be a finite number > 0, got {args.scale}")
     checkpoint = load_checkpoint(args.path)
     if checkpoint.shape.attn_kind.is_linear:
         return linear_attention.main(args, checkpoint)
