@@ -5,6 +5,8 @@ import argparse
 import os
 import sys
 
+import numpy as np
+
 from construct.algorithms.family import Family
 from construct.algorithms.registry import (ALGORITHMS, algorithm_params, get_algorithm,
                                            parameter_options)
@@ -54,6 +56,7 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     config = CompileConfig.for_dtype(args.dtype, **overrides)
     if hasattr(algorithm, "effective"):
         params = algorithm.effective(params, config.input_bound)
+    _check_size(algorithm, params, config, args)
     built = algorithm.construct(params, config, listing=args.listing)
     if hasattr(built, "source_program"):
         refuse_shared_without_loop(args, args.name, built.source_program)
@@ -64,6 +67,30 @@ def _cmd_compile(args: argparse.Namespace) -> int:
         print(line)
     print(f"  wrote {args.output}")
     return 0
+
+
+def _check_size(algorithm, params: dict[str, object], config, args: argparse.Namespace) -> None:
+    """Before a compile at a large ``--d`` or ``--n``: its estimated size and time, refused
+    when it cannot fit in the memory available (``construct.cli.size_estimate``)."""
+    from construct.cli import size_estimate
+
+    def build(pilot: dict[str, object]) -> int:
+        given = {k: v for k, v in pilot.items() if k != "w0"}
+        resolved = algorithm.resolve(**given)
+        if hasattr(algorithm, "effective"):
+            resolved = algorithm.effective(resolved, config.input_bound)
+        built = algorithm.construct(resolved, config.replace(n_ctx=max(
+            config.n_ctx, 2 * int(resolved.get("n", 1)) + 2)))
+        return sum(int(np.asarray(w).size) for w in built.weights.values())
+
+    result = size_estimate.estimate(build, params)
+    if result is None:
+        return
+    if result.seconds >= 2 or result.working_bytes >= 2 ** 28:  # a long or large compile
+        print(f"rawc compile: {result.line()}", file=sys.stderr, flush=True)
+    size_estimate.check_fits(f"{args.name} at " + ", ".join(
+        f"{k} = {v}" for k, v in size_estimate.large_sizes(params).items()),
+        result, size_estimate.available_bytes())
 
 
 LOWERING_OPTIONS = {"schedule": "packed", "form": "stacked", "target": "paper",

@@ -81,10 +81,16 @@ def _linear_summary(name: str, built: LinearConstruction,
             "relative in float64)"]
 
 
+SHOWN_ENTRIES = 8
+
+
 def _short(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
     if isinstance(value, list) and all(isinstance(v, Fraction) for v in value):
+        if len(value) > SHOWN_ENTRIES:  # the checkpoint records them all
+            head = ", ".join(str(v) for v in value[:SHOWN_ENTRIES // 2])
+            return f"[{head}, ..., {value[-1]}] ({len(value)} entries)"
         return "[" + ", ".join(str(v) for v in value) + "]"
     if isinstance(value, list):
         return np.array2string(np.asarray(value), precision=4, separator=",").replace("\n", "")
