@@ -91,7 +91,7 @@ def compile_file(path: str, args: argparse.Namespace,
     refuse_algorithm_flags(path, given)
     program = read_program(path)
     from construct.algorithms.family import Family
-    from construct.cli.main import lowering_choices, refuse_shared_without_loop
+    from construct.cli.compile_options import lowering_choices, refuse_shared_without_loop
 
     config = CompileConfig.for_dtype(args.dtype, input_bound=args.bound, n_ctx=args.n_ctx,
                                      **lowering_choices(args, path, Family.PROGRAM))

@@ -40,7 +40,8 @@ positive = st.fractions(min_value=Fraction(1, 50), max_value=Fraction(5), max_de
 @given(st.data())
 def test_gd_proved_for_drawn_parameters(data: st.DataObject) -> None:
     d = data.draw(st.integers(1, 2))
-    params = {"d": d, "alpha": data.draw(fractions), "lam": data.draw(fractions),
+    non_negative = st.fractions(min_value=Fraction(0), max_value=Fraction(3), max_denominator=50)
+    params = {"d": d, "alpha": data.draw(fractions), "lam": data.draw(non_negative),
               "w0": data.draw(st.lists(fractions, min_size=d, max_size=d))}
     assert prove_program("gd", params).proved
 
