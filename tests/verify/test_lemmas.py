@@ -84,12 +84,8 @@ def test_richardson_leading_term_predicts_the_error() -> None:
     derivation = lemmas.gelu_richardson_product("erf")
     a, b, e = sp.Rational(3, 4), sp.Rational(-2, 5), sp.Rational(1, 100)
     gelu = lemmas.GELUS["erf"]
-
-    def one_scale(scale: sp.Expr) -> sp.Expr:
-        return sp.sqrt(sp.pi / 2) * (gelu(scale * (a + b)) - gelu(scale * a)
-                                     - gelu(scale * b)) / scale ** 2
-
-    exact = (4 * one_scale(e) - one_scale(2 * e)) / 3 - a * b
+    exact = (4 * lemmas.one_scale_product(gelu, a, b, e)
+             - lemmas.one_scale_product(gelu, a, b, 2 * e)) / 3 - a * b
     leading = _at(derivation.leading_error, a=float(a), b=float(b), epsilon=float(e))
     assert abs(float(sp.N(exact, 50)) / leading - 1) < 100 * float(e) ** 2
 

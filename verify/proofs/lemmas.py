@@ -86,11 +86,17 @@ def _abs_coefficient_sum(poly_expr: sp.Expr, *symbols: sp.Symbol) -> sp.Expr:
     return sp.nsimplify(sum(abs(c) for c in sp.Poly(poly_expr, *symbols).coeffs()))
 
 
+def one_scale_product(gelu: Callable[[sp.Expr], sp.Expr], a: sp.Expr, b: sp.Expr,
+                      scale: sp.Expr) -> sp.Expr:
+    """Lemma 4's ``sqrt(pi/2) (G(eps (a+b)) - G(eps a) - G(eps b)) / eps^2``."""
+    return sp.sqrt(sp.pi / 2) * (gelu(scale * (a + b)) - gelu(scale * a)
+                                 - gelu(scale * b)) / scale ** 2
+
+
 def gelu_product(kind: str = "erf") -> Derivation:
     a, b = sp.symbols("a b", real=True)
     e = sp.Symbol("epsilon", positive=True)
-    gelu = GELUS[kind]
-    product = sp.sqrt(sp.pi / 2) * (gelu(e * (a + b)) - gelu(e * a) - gelu(e * b)) / e ** 2
+    product = one_scale_product(GELUS[kind], a, b, e)
     series = sp.expand(sp.series(product, e, 0, 4).removeO())
     limit = series.subs(e, 0)
     leading = sp.expand(series - limit)
@@ -113,12 +119,7 @@ def gelu_richardson_product(kind: str = "erf") -> Derivation:
     a, b = sp.symbols("a b", real=True)
     e = sp.Symbol("epsilon", positive=True)
     gelu = GELUS[kind]
-
-    def one_scale(scale: sp.Expr) -> sp.Expr:
-        return sp.sqrt(sp.pi / 2) * (gelu(scale * (a + b)) - gelu(scale * a)
-                                     - gelu(scale * b)) / scale ** 2
-
-    combined = (4 * one_scale(e) - one_scale(2 * e)) / 3
+    combined = (4 * one_scale_product(gelu, a, b, e) - one_scale_product(gelu, a, b, 2 * e)) / 3
     series = sp.expand(sp.series(combined, e, 0, 6).removeO())
     limit = series.subs(e, 0)
     c2 = sp.expand(series.coeff(e, 2))
