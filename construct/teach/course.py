@@ -20,6 +20,9 @@ from __future__ import annotations
 import argparse
 import pathlib
 import re
+import sys
+
+from tqdm import tqdm
 
 from verify.proofs.prove import report
 
@@ -96,7 +99,8 @@ def build_docs(out: pathlib.Path, source: pathlib.Path, pictures: bool = True,
     for page in sorted(source.glob("*.md")):
         if page.stem not in PAGES:
             pages[out / page.name] = refresh_blocks(page.read_text(encoding="utf-8"))
-    for name, d in PAGES.items():
+    for name, d in tqdm(PAGES.items(), desc="course pages", unit="page", file=sys.stderr,
+                        leave=False, delay=2.0):
         args = explain.page_args(name, d, out="docs")
         target = explain.resolve_target(args)
         pages[out / f"{name}.md"] = explain.render(args, target)[1]

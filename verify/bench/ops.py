@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
+
+from tqdm import tqdm
 
 from construct.compiler.config import CompileConfig
 from verify.check.ops import OP_KINDS, OpMeasurement, measure
@@ -23,15 +24,11 @@ PROGRESS_AFTER_S = 2.0  # only long runs report progress
 
 def run_all(seed: int, batch: int = BATCH) -> list[OpMeasurement]:
     cases = [(kind, d, dtype) for dtype in DTYPES for kind in OP_KINDS for d in DIMENSIONS]
-    start, results = time.monotonic(), []
-    for number, (kind, d, dtype) in enumerate(cases, 1):
+    results = []
+    for kind, d, dtype in tqdm(cases, desc="ops", unit="op", file=sys.stderr, leave=False,
+                               delay=PROGRESS_AFTER_S):
         config = CompileConfig.for_dtype(dtype, schedule="sequential")
         results.append(measure(kind, d, dtype, config, seed, batch=batch))
-        if time.monotonic() - start > PROGRESS_AFTER_S:
-            print(f"\r  measured {number}/{len(cases)} ops", end="", file=sys.stderr,
-                  flush=True)
-    if time.monotonic() - start > PROGRESS_AFTER_S:
-        print(file=sys.stderr)
     return results
 
 

@@ -25,6 +25,8 @@ import tracemalloc
 
 import torch
 
+from tqdm import tqdm
+
 from construct.algorithms.registry import get_algorithm
 from construct.model.assemble import compile_program
 from construct.compiler.config import CompileConfig, torch_dtype
@@ -118,10 +120,10 @@ def goals(rows: list[dict[str, object]]) -> list[str]:
 def main(args: argparse.Namespace) -> int:
     trials, largest = args.trials, args.max_d
     rows = []
-    for name, dims in DIMENSIONS.items():
-        for d in (d for d in dims if d <= largest):
-            print(f"measuring {name} d={d} ...", file=sys.stderr, flush=True)
-            rows.append(measure(name, d, trials, args.seed))
+    work = [(name, d) for name, dims in DIMENSIONS.items() for d in dims if d <= largest]
+    for name, d in tqdm(work, desc="configurations", file=sys.stderr, leave=False,
+                        disable=args.json):
+        rows.append(measure(name, d, trials, args.seed))
     if args.json:
         print(json.dumps({"rows": rows, "goals": goals(rows)}, indent=2))
     else:

@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 import time
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from construct.model.checkpoint import save_checkpoint
 from construct.model.inputs import concat_xy_tokens
@@ -121,7 +123,8 @@ def train(config: TrainConfig) -> TrainResult:
     optimizer = torch.optim.Adam([w_kq, w_pv], lr=config.lr)
     started = time.perf_counter()
     loss = torch.zeros(())
-    for _ in range(config.steps):
+    for _ in tqdm(range(config.steps), desc="training", unit="step", file=sys.stderr,
+                  leave=False, delay=2.0):
         x, y, x_q, y_q = sample(config, config.batch, g)
         loss = ((predict(w_kq, w_pv, x, y, x_q) - y_q) ** 2).mean()
         optimizer.zero_grad(set_to_none=True)
