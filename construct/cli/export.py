@@ -70,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.trials < 1:
         raise ValueError(f"--trials must be >= 1, got {args.trials}")
+    if args.seed < 0:
+        raise ValueError(f"--seed must be >= 0, got {args.seed}")
     checkpoint = load_checkpoint(args.checkpoint)
     reason = refusal_reason(checkpoint.shape)
     if reason is None and args.to == "hf-gpt2" and checkpoint.shape.gated_mlp:

@@ -38,6 +38,15 @@ def add_train_parser(sub) -> None:
                                  f"{getattr(args, option)}")
         if not args.lr > 0:
             raise ValueError(f"--lr must be > 0, got {args.lr}")
+        if args.seed < 0:
+            raise ValueError(f"--seed must be >= 0, got {args.seed}")
+        if not 0 <= args.noise < float("inf"):
+            raise ValueError(f"--noise (a standard deviation) must be a finite number >= 0, "
+                             f"got {args.noise}")
+        for option in ("spd_tol", "g_tol"):
+            if not 0 < getattr(args, option) < float("inf"):
+                raise ValueError(f"--{option.replace('_', '-')} must be a finite number > 0, "
+                                 f"got {getattr(args, option)}")
         from verify.training.linear_attention import main
 
         return main(args)

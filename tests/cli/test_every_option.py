@@ -1,0 +1,51 @@
+"""Every numeric option of every subcommand, given a negative value, is refused: exit 2, one
+line naming the option, no traceback, nothing written (issue 20's sweep, kept)."""
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from construct.cli.main import build_parser, main
+
+# Options where a negative number is meaningful would be listed here; there are none.
+POSITIONAL = {"compile": ["gd"], "explain": ["gd"], "prove": ["gd"], "bench": ["ops"]}
+NEEDS_CHECKPOINT = ("verify", "export")
+
+
+def numeric_options() -> list[tuple[str, str]]:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return [(name, action.option_strings[-1]) for name, p in sub.choices.items()
+            for action in p._actions
+            if action.option_strings and action.type in (int, float)]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> str:
+    path = str(tmp_path_factory.mktemp("ck") / "gd.safetensors")
+    assert main(["compile", "gd", "--d", "2", "-o", path]) == 0
+    return path
+
+
+@pytest.mark.parametrize("command, option", numeric_options(), ids=lambda v: str(v))
+def test_a_negative_value_is_refused(command, option, checkpoint, tmp_path, capsys):
+    argv = [command, *POSITIONAL.get(command, [])]
+    if command in NEEDS_CHECKPOINT:
+        argv.append(checkpoint)
+    if command == "export":
+        argv += ["--to", "hf-gpt2", str(tmp_path / "out")]
+    argv.append(f"{option}=-7")
+    if command == "compile":
+        argv += ["-o", str(tmp_path / "out.safetensors")]
+    capsys.readouterr()
+    try:
+        code = main(argv)
+    except SystemExit as exit_:  # argparse's own refusals
+        code = exit_.code
+    err = capsys.readouterr().err
+    assert code == 2, (argv, err)
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert option.lstrip("-").split("-")[0] in last or "must be" in last, last
+    assert not list(tmp_path.iterdir())
