@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from verify.proofs.prove import report
 
-PAGES = {"gd": 2, "sherman-morrison": 2, "ridge": 2}  # construction -> d of its page
+PAGES = {"gd": 2, "sherman-morrison": 2, "ridge": 2, "sgd": 2, "gd-batch": 2}  # -> d
 PROOF_MAX_D = 3  # symbolic proofs above this d take too long for a page
 BLOCK = re.compile(r"(<!-- rawc (?P<command>[^>]*?) -->\n```text\n)(?P<body>.*?)(```\n"
                    r"<!-- end rawc -->)", re.S)

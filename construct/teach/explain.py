@@ -38,6 +38,18 @@ BLURBS = {
           "x-token:\n\n    A1^-1 = A0^-1 - A0^-1 x_1 x_1^T A0^-1 / (1 + x_1^T A0^-1 x_1)"
           " = (lam I + x_1 x_1^T)^-1\n    w' = A1^-1 x_1 y_1,   y_hat = w'^T x_q\n\n"
           "(Theorem 2 / Appendix B of Akyürek et al. 2023).",
+    "sgd": "one pass of stochastic gradient descent over the exemplars, one stage per "
+           "exemplar, predicting at every x-token with the weights so far:\n\n"
+           "    w_i = w_{i-1} - 2 alpha (x_i x_i^T w_{i-1} - x_i y_i + lam w_{i-1}),   "
+           "y_hat_k = w_k^T x_{k+1}\n\n"
+           "from `w0`, held in the prior column (depth O(n); `--form shared` stores the stage "
+           "once, so the parameter count does not grow with n).",
+    "gd-batch": "one full-batch gradient step from `w0` on the mean loss over the exemplars "
+                "before every x-token, at every prefix `k` at once:\n\n"
+                "    w_k = w0 - 2 alpha ((1/k) sum_{i<=k} x_i (x_i^T w0 - y_i) + lam w0),   "
+                "y_hat_k = w_k^T x_{k+1}\n\n"
+                "Each y-token computes its exemplar's gradient; one mean read averages them at "
+                "every x-token, so the depth does not grow with n.",
     "ridge": "ridge regression on the exemplars before every x-token, at every prefix `k` "
              "at once:\n\n    w_k = (lam I + sum_{i<=k} x_i x_i^T)^-1 sum_{i<=k} y_i x_i,"
              "   y_hat_k = w_k^T x_{k+1}\n\n"
