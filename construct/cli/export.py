@@ -27,9 +27,9 @@ def add_export_parser(sub) -> None:
                     "loaded with TransformerBridge.boot_native and convert_tl_checkpoint (the "
                     "README has the snippet). Feed the model "
                     "inputs_embeds = X @ wte[:d_in] and read logits[..., :d_out]. Never apply "
-                    "TransformerLens weight processing to it. Linear attention, the context "
-                    "mask have no such form and are refused by name (exit 2), as are gated MLPs for "
-                    "GPT-2. "
+                    "TransformerLens weight processing to it. Linear attention and the context "
+                    "mask have no such form and are refused by name (exit 2), as are gated "
+                    "MLPs for GPT-2 and gated MLPs with LayerNorm for TransformerLens. "
                     "--check runs the export through the real library on random tasks and "
                     "compares it with rawc's forward and the closed form (exit 1 if it "
                     "disagrees: float64 beyond 1e-7 of the output scale, float32 beyond "
@@ -105,8 +105,12 @@ def run(args: argparse.Namespace) -> int:
     from verify.check.verdict import Verdict
     from verify.export.gpt2_check import check_gpt2
 
-    result = check_gpt2(args.directory, checkpoint, dtype, args.trials, args.seed,
-                        LOADERS[args.to])
+    try:
+        result = check_gpt2(args.directory, checkpoint, dtype, args.trials, args.seed,
+                            LOADERS[args.to])
+    except ImportError as missing:  # the export is written; the check needs the library
+        raise ValueError(f"--check needs {LOADERS[args.to]} ({missing}); install it with "
+                         "pip install -e '.[export]' (the export itself is written)") from None
     for line in result.lines():
         print(line)
     bound = checkpoint.predicted_bound(dtype)

@@ -173,3 +173,16 @@ def test_a_missing_parent_directory_is_refused(tmp_path, capsys):
     path = compiled(tmp_path, "gd", ["--d", "2"])
     assert rawc(["export", path, "--to", "hf-gpt2", str(tmp_path / "no" / "dir")]) == 2
     assert "no directory" in capsys.readouterr().err
+
+
+def test_check_without_the_library_is_a_usage_error(tmp_path, capsys, monkeypatch):
+    """--check needs transformers: without it, exit 2 and say so (not an internal error)."""
+    import sys
+
+    path = compiled(tmp_path, "gd", ["--d", "2"])
+    monkeypatch.setitem(sys.modules, "transformers", None)  # `import transformers` fails
+    capsys.readouterr()
+    assert rawc(["export", path, "--to", "hf-gpt2", str(tmp_path / "hf"), "--check"]) == 2
+    err = capsys.readouterr().err
+    assert "--check needs transformers" in err and "Traceback" not in err
+    assert (tmp_path / "hf" / "config.json").exists()
