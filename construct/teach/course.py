@@ -27,6 +27,7 @@ from tqdm import tqdm
 from verify.proofs.prove import report
 
 PAGES = {"gd": 2, "sherman-morrison": 2, "ridge": 2, "sgd": 2, "gd-batch": 2}  # -> d
+LSA_PAGES = ("lsa-gd", "lsa-precond-gd")  # linear attention, at d = 2
 PROOF_MAX_D = 3  # symbolic proofs above this d take too long for a page
 BLOCK = re.compile(r"(<!-- rawc (?P<command>[^>]*?) -->\n```text\n)(?P<body>.*?)(```\n"
                    r"<!-- end rawc -->)", re.S)
@@ -106,6 +107,15 @@ def build_docs(out: pathlib.Path, source: pathlib.Path, pictures: bool = True,
         pages[out / f"{name}.md"] = explain.render(args, target)[1]
         if pictures:
             explain.write_page_pictures(target, out)
+    from construct.cli.main import build_parser
+    from construct.teach.linear_attention import explain_page
+
+    for name in LSA_PAGES:
+        args = build_parser().parse_args(["explain", name, "--d", "2", "--out", "docs"])
+        pages[out / f"{name}.md"] = explain_page(args, write_pictures=False)[1]
+        if pictures:
+            explain_page(build_parser().parse_args(
+                ["explain", name, "--d", "2", "--out", str(out)]))
     return pages
 
 

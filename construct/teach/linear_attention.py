@@ -3,13 +3,16 @@
 The page states the token layout and the read-out sign, the update each block runs, the
 matrices of every block in column convention (``W_KQ``, ``W_PV``) beside the checkpoint tensors
 they become (``W_Q = W_KQ^T``, ``W_K = I``, ``W_V = W_PV^T``, ``W_O = I``), the effective matrix
-``G_eff`` (the preconditioner the block applies), the dual form, and for a named algorithm its
+``G_eff`` (the preconditioner the block applies), the dual form, with ``--out`` a picture of
+each block (``construct.teach.pictures.write_lsa_pictures``), and for a named algorithm its
 sympy proof (``rawc prove``).
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
+import pathlib
 
 import numpy as np
 
@@ -22,7 +25,9 @@ def _matrix(m: np.ndarray) -> str:
     return "```\n" + "\n".join(rows) + "\n```"
 
 
-def explain_page(args: argparse.Namespace) -> tuple[str, str]:
+def explain_page(args: argparse.Namespace, write_pictures: bool = True) -> tuple[str, str]:
+    """``(name, markdown)``; with ``args.out`` the page shows each block's picture, written to
+    ``out/pictures`` unless ``write_pictures`` is off (``rawc docs --check`` only compares)."""
     from construct.algorithms.registry import algorithm_params, get_algorithm
     from construct.model.checkpoint import load_checkpoint
 
@@ -51,9 +56,11 @@ def explain_page(args: argparse.Namespace) -> tuple[str, str]:
              "## The update", "", "```", text.rstrip(), "```", "",
              "## Weights (column convention: e_t <- e_t + W_PV sum_i e_i (e_i^T W_KQ e_t) / n)",
              "", "Embedding E (resid = E [x; y]):", "", _matrix(weights["embed.W_E"].T), ""]
+    blocks = []
     for l in range(shape.n_layers):
         kq, pv = block_matrices(weights, l)
         g_eff = sign * (pv[-1, -1] * kq[:-1, :-1] + np.outer(pv[-1, :-1], kq[-1, :-1]))
+        blocks.append((kq, pv, g_eff))
         lines += [f"### Block {l}", "", "W_KQ (checkpoint: W_Q = W_KQ^T, W_K = I):", "",
                   _matrix(kq), "", "W_PV (checkpoint: W_V = W_PV^T, W_O = I):", "", _matrix(pv),
                   "", "G_eff = s (W_PV[y,y] W_KQ[x,x] + W_PV[y,x]^T W_KQ[y,x]), the "
@@ -63,6 +70,20 @@ def explain_page(args: argparse.Namespace) -> tuple[str, str]:
               "`-dW_k x_t` to every y-slot, `dW_k = sum_i e_i (P x_i)^T`, `e_i = r_i / n`: "
               "GD on a linear layer, written as linear attention with values e_i and keys "
               "x_i. `rawc verify` checks it on every block.", ""]
+    out = getattr(args, "out", None)
+    if out and importlib.util.find_spec("matplotlib") is not None:
+        paths = [pathlib.Path(f"{name}-block{l}.png") for l in range(len(blocks))]
+        if write_pictures:
+            from construct.teach.pictures import write_lsa_pictures
+
+            paths = write_lsa_pictures(name, blocks, pathlib.Path(out) / "pictures")
+        lines += ["## Pictures", "",
+                  "Each block's two matrices and the preconditioner they make: GD's `G_eff` "
+                  "is a multiple of the identity (its step, the sign folded into the "
+                  "read-out), preconditioned GD's is its `Gamma`; a zero row or column is a "
+                  "token entry the block leaves alone.", ""]
+        for picture in paths:
+            lines += [f"![{picture.name}](pictures/{picture.name})", ""]
     if algorithm in PROVABLE and not params.get("momentum"):
         from verify.proofs.linear_attention import report
 

@@ -332,3 +332,37 @@ def layer_figure(compiled: CompiledModel, layer: int) -> Figure:
         figure.suptitle(f"{program.name}, layer {layer} (blocks.{layer}): attention "
                         f"{ops(scheduled.attn)} | MLP {ops(scheduled.mlp)}{note}")
     return figure
+
+
+# ------------------------------------------------------------- linear self-attention blocks
+def lsa_block_figure(name: str, layer: int, kq: np.ndarray, pv: np.ndarray,
+                     g_eff: np.ndarray) -> Figure:
+    """One linear-self-attention block: ``W_KQ`` (which token directions a query compares),
+    ``W_PV`` (what each key's token writes), and ``G_eff``, the preconditioner they apply to
+    ``(1/n) sum_i r_i x_i``: ``-eta I`` for GD, ``Gamma`` for preconditioned GD."""
+    d = kq.shape[0] - 1
+    tokens = [f"x{k + 1}" for k in range(d)] + ["y"]
+    with matplotlib.rc_context(STYLE):
+        figure = Figure(figsize=(12, 3.4), layout="constrained")
+        axes = figure.subplots(1, 3)
+        for ax, matrix, title, rows, cols in (
+                (axes[0], kq, "W_KQ: key entry × query entry", tokens, tokens),
+                (axes[1], pv, "W_PV: written entry × key entry", tokens, tokens),
+                (axes[2], g_eff, "G_eff (acts on x-space)", tokens[:-1], tokens[:-1])):
+            _heatmap(ax, matrix, rows, cols, fmt="{:.3g}")
+            ax.set_title(title, loc="left")
+        figure.suptitle(f"{name}, block {layer}")
+    return figure
+
+
+def write_lsa_pictures(name: str, blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+                       out_dir: pathlib.Path) -> list[pathlib.Path]:
+    """``{name}-block{l}.png`` for every block's ``(W_KQ, W_PV, G_eff)``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for layer, (kq, pv, g_eff) in enumerate(blocks):
+        path = out_dir / f"{name}-block{layer}.png"
+        lsa_block_figure(name, layer, kq, pv, g_eff).savefig(path, dpi=100,
+                                                             metadata={"Software": None})
+        paths.append(path)
+    return paths
