@@ -64,7 +64,7 @@ def largest_residual(checkpoint, compiled) -> float:
 def run(args: argparse.Namespace) -> int:
     from construct.model.assemble import compile_program
     from construct.model.checkpoint import load_checkpoint
-    from construct.model.export_gpt2 import gpt2_files
+    from construct.model.export_gpt2 import gpt2_files, gpt2_refusal
     from construct.model.export_stock import refusal_reason, to_stock, write_directory
     from construct.model.export_tl import tl_files
 
@@ -73,10 +73,7 @@ def run(args: argparse.Namespace) -> int:
     if args.seed < 0:
         raise ValueError(f"--seed must be >= 0, got {args.seed}")
     checkpoint = load_checkpoint(args.checkpoint)
-    reason = refusal_reason(checkpoint.shape)
-    if reason is None and args.to == "hf-gpt2" and checkpoint.shape.gated_mlp:
-        reason = "gated_mlp: GPT-2's MLP is act(z W_fc) W_proj, with no gate (--to " \
-                 "transformer-lens has a gated MLP)"
+    reason = (gpt2_refusal if args.to == "hf-gpt2" else refusal_reason)(checkpoint.shape)
     if reason is not None:
         raise ValueError(f"{args.checkpoint}: no {args.to} form: {reason}")
     if "rawc.program" not in checkpoint.metadata:

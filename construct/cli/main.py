@@ -57,9 +57,8 @@ def _cmd_compile(args: argparse.Namespace) -> int:
         params = algorithm.effective(params, config.input_bound)
     check_size(algorithm, params, config, args)
     built = algorithm.construct(params, config, listing=args.listing)
-    if hasattr(built, "source_program"):
-        refuse_shared_without_loop(args, args.name, built.source_program)
     if hasattr(built, "source_program"):  # the tokens a task carries must fit n_ctx
+        refuse_shared_without_loop(args, args.name, built.source_program)
         program_file.exemplars(built.source_program, int(params.get("n", 1)), config.n_ctx)
     save_checkpoint(built, args.output, algorithm=args.name, params=params)
     for line in compile_summary(args.name, built, params, listing=args.listing):
@@ -195,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the paper target's GeLU product: richardson (default; units at eps "
                         "and 2 eps combined so the eps^2 terms cancel, error O(eps^4) + "
                         "rounding u/eps, twice the product units) or lemma4 (the paper's "
-                        "one-scale trick, error O(eps^2)); the gated target ignores it")
+                        "one-scale trick, error O(eps^2)); refused with --target gated")
     p.add_argument("--listing", action="store_true",
                    help="compile the paper's appendix listing instead of the builder program")
     p.set_defaults(run=_cmd_compile)
@@ -333,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     from construct.cli.fuzz import add_fuzz_parser  # rawc fuzz: verify.fuzz
     from construct.cli.train import add_train_parser  # rawc train-lsa: verify.training
 
-    from construct.cli.export import add_export_parser  # rawc export: construct.model.export_gpt2
+    from construct.cli.export import add_export_parser  # rawc export: construct.model.export_*
 
     add_fuzz_parser(sub)
     add_train_parser(sub)

@@ -115,5 +115,5 @@ def check_fits(name: str, result: SizeEstimate | None, available: float | None) 
     if result is None or available is None or result.working_bytes <= available:
         return
     raise TooLarge(f"{name} would hold about {result.parameters:.2g} dense parameters "
-                       f"({_bytes(result.working_bytes)} while compiling), more than the "
-                       f"{_bytes(available)} of memory available; try a smaller size")
+                   f"({_bytes(result.working_bytes)} while compiling), more than the "
+                   f"{_bytes(available)} of memory available; try a smaller size")

@@ -135,11 +135,9 @@ class CompileConfig:
         mul_scale = {("float64", GeluProduct.LEMMA4): 1e-5, ("float32", GeluProduct.LEMMA4): 1e-2,
                      ("float64", GeluProduct.RICHARDSON): 5e-4,
                      ("float32", GeluProduct.RICHARDSON): 3e-2}[dtype, rule]
-        tuned = {
-            "float64": dict(mul_scale=mul_scale, div_scale=1e9, ln_pad=1e9),
-            "float32": dict(mul_scale=mul_scale, div_scale=1e6, ln_pad=1e7),
-        }[dtype]
-        return cls(**{**tuned, "dtype": dtype, **overrides})
+        tuned = {"float64": dict(div_scale=1e9, ln_pad=1e9),
+                 "float32": dict(div_scale=1e6, ln_pad=1e7)}[dtype]
+        return cls(**{**tuned, "mul_scale": mul_scale, "dtype": dtype, **overrides})
 
     def replace(self, **changes: object) -> CompileConfig:
         return dataclasses.replace(self, **changes)

@@ -77,8 +77,8 @@ class CompiledModel:
         (``rawc.algorithm["compile"]``): all of them are in ``config`` but ``listing``."""
         c = self.config
         return {"form": c.form, "schedule": c.schedule, "target": c.target.value,
-                "gelu_product": c.gelu_product.value, "listing": self.listing, "constants_dtype": c.dtype,
-                "input_bound": c.input_bound, "n_ctx": c.n_ctx}
+                "gelu_product": c.gelu_product.value, "listing": self.listing,
+                "constants_dtype": c.dtype, "input_bound": c.input_bound, "n_ctx": c.n_ctx}
 
     @property
     def n_params(self) -> int:

@@ -10,18 +10,26 @@ from __future__ import annotations
 
 import numpy as np
 
-from construct.model.export_stock import ExportRefusal, StockModel
-from construct.targets.architecture import Activation
+from construct.model.export_stock import ExportRefusal, StockModel, refusal_reason
+from construct.targets.architecture import Activation, ModelShape
 
 HF_ACTIVATIONS = {Activation.GELU: "gelu", Activation.GELU_NEW: "gelu_new",
                   Activation.RELU: "relu", Activation.SILU: "silu", Activation.NONE: "relu"}
 
 
+GATED_REASON = ("gated_mlp: GPT-2's MLP is act(z W_fc) W_proj, with no gate (--to "
+                 "transformer-lens has a gated MLP)")
+
+
+def gpt2_refusal(shape: ModelShape) -> str | None:
+    """Why GPT-2 cannot run ``shape`` (the stock block's reasons, and the missing gate)."""
+    return refusal_reason(shape) or (GATED_REASON if shape.gated_mlp else None)
+
+
 def gpt2_files(stock: StockModel, dtype: str) -> dict[str, dict]:
     """``config.json``, ``model.safetensors`` and ``rawc_io.json``."""
     if stock.gated:
-        raise ExportRefusal("gated_mlp: GPT-2's MLP is act(z W_fc) W_proj, with no gate "
-                            "(--to transformer-lens has a gated MLP)")
+        raise ExportRefusal(GATED_REASON)
     t, width = stock.tensors, stock.width
     tensors: dict[str, np.ndarray] = {"transformer.wte.weight": t["embed.W_E"],
                                       "transformer.wpe.weight": t["pos_embed.W_pos"]}

@@ -16,7 +16,7 @@ from construct.compiler.config import torch_dtype
 from construct.model.transformer import Transformer
 from verify.check.verdict import Verdict
 from verify.solvers import checked_prefixes, closed_form_prediction
-from verify.tasks import make_tasks
+from verify.tasks import Tasks, make_tasks
 
 AGREEMENT_GOAL = {"float64": 1e-7}  # of the output's scale
 INFORMATIVE = 0.01  # a bound says something under 1 % of the output's scale
@@ -58,7 +58,8 @@ class ExportCheck:
         return out
 
 
-def _tokens(checkpoint, trials: int, seed: int) -> tuple[torch.Tensor, object]:
+def _tokens(checkpoint, trials: int, seed: int) -> tuple[Tasks, int]:
+    """The random tasks of a check (inside the declared bound) and their exemplar count."""
     program = checkpoint.program()
     n = int(checkpoint.algorithm.get("params", {}).get("n", 1) or 1)
     tasks = make_tasks(program.d, trials, checkpoint.input_bound or 1.0, seed, n_examples=n,
