@@ -195,7 +195,6 @@ def verify_model(compiled: CompiledModel, model: Transformer, algorithm: str,
         report["metrics"] = agreement(compiled, model, algorithm, references,
                                       {k: v / trials for k, v in spd_sums.items()}, dtype,
                                       device, seed, metric_tasks, progress)
-        report["ok"] = report["ok"] and report["metrics"]["nearest_is_own"]
         phases.lap("agreement metrics")
     report["phases"] = dict(phases.seconds)
     report["seconds"] = sum(phases.seconds.values())
