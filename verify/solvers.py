@@ -112,6 +112,14 @@ def checked_prefixes(algorithm: str, n_examples: int) -> list[int]:
     return list(range(n_examples + 1))
 
 
+def sampled_prefixes(n_examples: int) -> list[int]:
+    """Every ``k <= 4`` (the under-determined start, where learners differ most), the powers
+    of two and ``n``: about ``5 + log2 n`` prefixes, for checks that cost a pass per prefix
+    (ILWD's probe fits, the a-posteriori bound's backward passes)."""
+    powers = {2 ** j for j in range(n_examples.bit_length())}
+    return sorted({k for k in range(min(n_examples, 4) + 1)} | powers | {n_examples})
+
+
 def closed_form_prediction(algorithm: str, params: dict[str, object],
                            tasks: Tasks) -> torch.Tensor:
     """The closed form at the checked prefixes ``[N, K]``."""

@@ -235,6 +235,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric-tasks", type=int, default=32,
                    help="tasks for the ILWD probe fits of multi-exemplar learners (default 32)")
     p.add_argument("--json", action="store_true", help="print a JSON report instead of tables")
+    p.add_argument("--every-prefix", action="store_true",
+                   help="take each task's a-posteriori bound at every prefix (one backward pass "
+                        "each; default: prefixes 0-4, the powers of two and n; the a-priori "
+                        "bound and the closed form cover every prefix either way)")
     p.add_argument("--no-integrity", action="store_true",
                    help="skip the integrity check (every weight equal, bit for bit, to a fresh "
                         "build of the checkpoint's program and constants, or of its named "

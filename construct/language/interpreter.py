@@ -63,6 +63,13 @@ def _float_read_matrix(read: ReadMap, kinds: tuple[str, ...], dtype, device):
     return torch.tensor(values, dtype=dtype, device=device)
 
 
+# An aff's Fraction matrices rounded once per (matrix, dtype, device): converting the d^2 x d^2
+# matrices of a ridge solve on every call cost a verification 2.5 million float() calls.
+# Keyed by identity (the ops are frozen and outlive the runs), the matrix kept beside its
+# tensor so that its id cannot be reused while the entry lives.
+_FLOAT_CONSTANTS: dict[tuple[int, object, object], tuple[object, object]] = {}
+
+
 class _Backend:
     """Turns exact Fraction matrices into constants of the same array family as the data."""
 
@@ -72,6 +79,16 @@ class _Backend:
         self.is_object = isinstance(like, np.ndarray) and like.dtype == object
 
     def constant(self, matrix: list[list[Fraction]] | Matrix) -> Array:
+        if self.is_torch and isinstance(matrix, tuple):
+            key = (id(matrix), self.like.dtype, self.like.device)
+            if key not in _FLOAT_CONSTANTS:
+                if len(_FLOAT_CONSTANTS) > 65536:
+                    _FLOAT_CONSTANTS.clear()
+                _FLOAT_CONSTANTS[key] = (matrix, self._converted(matrix))
+            return _FLOAT_CONSTANTS[key][1]
+        return self._converted(matrix)
+
+    def _converted(self, matrix: list[list[Fraction]] | Matrix) -> Array:
         if self.is_object:
             import sympy
 

@@ -104,6 +104,8 @@ class Transformer(nn.Module):
                 requires_grad=False)
             for name, value in weights.items()})
         self._plans: dict[int, BlockPlan] = {}
+        self._position_patterns: dict[tuple[int, int], torch.Tensor | None] = {}
+        self._position_rows: torch.Tensor | None = None
 
     def weight(self, name: str) -> torch.Tensor:
         return self.params[name.replace(".", "__")]
@@ -136,12 +138,47 @@ class Transformer(nn.Module):
             return torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1)
         return scores * mask.to(scores.dtype)
 
+    def position_rows(self) -> torch.Tensor:
+        """``[d_model]`` booleans: the residual rows that hold ``W_pos`` and nothing else in
+        every layer, whatever the tokens: ``W_E`` has no entry there and no block writes there
+        (no ``W_O`` or ``W_out`` column, no ``b_O`` or ``b_out`` entry). Such a row is the same
+        float in every task, since ``X W_E`` adds an exact ``0`` and so does every block."""
+        if self._position_rows is None:
+            rows = (self.weight("embed.W_E") == 0).all(0)
+            for l in range(self.shape.n_layers):
+                plan, p = self.plan(l), f"blocks.{l}."
+                rows[plan.out_rows] = False
+                rows &= self.weight(p + "attn.b_O") == 0
+                if self.shape.has_mlp:
+                    rows[plan.mlp_out_rows] = False
+                    rows &= self.weight(p + "mlp.b_out") == 0
+            self._position_rows = rows
+        return self._position_rows
+
+    def position_pattern(self, layer: int, n_tokens: int) -> torch.Tensor | None:
+        """Layer ``layer``'s pattern ``[n_heads, T, T]`` when it is the same for every task:
+        without LayerNorm before attention, every head scores with ``position_rows`` alone,
+        so the scores of any residual are those of ``W_pos`` itself (up to the order of each
+        sum's terms, which a batched BLAS call leaves open anyway). Computed once per length (a long verification runs the same layers on thousands of tasks);
+        ``None`` where the scores read anything else."""
+        key = (layer, n_tokens)
+        if key not in self._position_patterns:
+            fixed = self.position_rows()
+            reads_positions = all(bool(fixed[head.rows_q].all() and fixed[head.rows_k].all())
+                                  for head in self.plan(layer).heads)
+            self._position_patterns[key] = (
+                self.attention_pattern(self.weight("pos_embed.W_pos")[:n_tokens], layer)
+                if reads_positions and not self.shape.ln1 else None)
+        return self._position_patterns[key]
+
     def attention_output(self, resid: torch.Tensor, layer: int, momentum: bool = True
                          ) -> torch.Tensor:
         """Heads summed through ``W_O``, without ``b_O`` (``momentum=False``: without MoAttn's
         average even in a momentum model)."""
         plan = self.plan(layer)
-        pattern = self.attention_pattern(resid, layer)
+        pattern = self.position_pattern(layer, resid.shape[-2])
+        if pattern is None:
+            pattern = self.attention_pattern(resid, layer)
         values = plan.values(resid)
         z = [pattern[..., h, :, :] @ v for h, v in enumerate(values)]
         if momentum and self.shape.attn_kind is AttnKind.LINEAR_MOMENTUM:

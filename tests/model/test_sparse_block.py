@@ -80,3 +80,34 @@ def test_a_plan_reads_only_what_the_weights_say():
     dims_after = len(BlockPlan.of_block(lambda n: torch.as_tensor(weights[n]),
                                         "blocks.0.", True).heads[0].b_q)
     assert dims_before > 0 and dims_after == 0
+
+
+@pytest.mark.parametrize("name,params", [("gd", {"d": 3}), ("sgd", {"d": 2, "n": 3}),
+                                         ("ridge", {"d": 2, "n": 3})])
+def test_position_scored_heads_use_one_pattern_for_every_task(name, params):
+    """Compiled heads score with position rows nothing writes: the pattern is computed once,
+    from ``W_pos``, and the forward equals the per-task one."""
+    compiled = _compiled(name, **params)
+    model = Transformer(compiled.shape, compiled.weights)
+    tasks = make_tasks(compiled.program.d, 8, 4.0, 3, n_examples=params.get("n", 1),
+                       prior_column=compiled.program.prior_column)
+    n_tokens = tasks.tokens.shape[-2]
+    assert all(model.position_pattern(l, n_tokens) is not None
+               for l in range(compiled.shape.n_layers))
+    cached = model.outputs(tasks.tokens)
+    model._position_patterns = {key: None for key in model._position_patterns}
+    assert torch.equal(cached, model.outputs(tasks.tokens))
+
+
+def test_a_head_reading_a_written_row_scores_per_task():
+    """Once a block writes a row a head's query reads (here ``b_O`` of block 0 adds to it),
+    the scores depend on the task and no pattern is shared."""
+    compiled = _compiled("gd", d=2)
+    model = Transformer(compiled.shape, compiled.weights)
+    row = int(model.plan(0).heads[0].rows_q[0])
+    assert model.position_pattern(0, 4) is not None
+    weights = {k: np.array(v, copy=True) for k, v in compiled.weights.items()}
+    weights["blocks.0.attn.b_O"][row] = 1e-3
+    assert Transformer(compiled.shape, weights).position_pattern(0, 4) is None
+    noisy = {k: np.where(v == 0, 1e-3, v) for k, v in compiled.weights.items()}
+    assert Transformer(compiled.shape, noisy).position_pattern(0, 4) is None

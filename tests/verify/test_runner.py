@@ -187,3 +187,18 @@ def test_soft_attention_after_a_division_stays_within_its_bounds(hardness: float
     bad = [r["check"] for r in report["rows"] if not r["ok"]]
     assert not bad, bad
     assert report["a_posteriori"]["ok"]
+
+
+def test_a_posteriori_prefixes_sampled_by_default_and_all_on_request() -> None:
+    """One backward pass per prefix: by default 0..4, the powers of two and n; the sampled
+    bounds are the every-prefix bounds at those prefixes (the same tasks, the same bound)."""
+    algorithm = get_algorithm("sgd")
+    params = algorithm.resolve(d=2, n=8)
+    compiled = compile_program(algorithm.program(params), CompileConfig())
+    model = Transformer(compiled.shape, compiled.weights)
+    run = lambda every: verify_model(compiled, model, "sgd", params, dtype="float64",  # noqa
+                                     device=CPU, trials=16, seed=0, every_prefix=every,
+                                     metric_tasks=2)
+    sampled, every = run(False)["a_posteriori"], run(True)["a_posteriori"]
+    assert sampled["prefixes"] == [0, 1, 2, 3, 4, 8] and every["prefixes"] == list(range(9))
+    assert sampled["ok"] and every["ok"] and sampled["max_bound"] <= every["max_bound"]

@@ -4,7 +4,7 @@ SPD is accumulated over every verification task (``spd_sums``), at every prefix.
 each learner's implicit weights on ``d + 4`` probe queries (``verify.metrics``): a prefix
 ``k`` costs ``d + 4`` sequences of ``2k + 2`` tokens per task, so every prefix would cost
 ``(d + 4) n^2`` tokens per task (650 verification tasks' worth for sgd at d = 16, n = 64).
-ILWD is therefore taken at ``ilwd_prefixes(n)``: every ``k <= 4`` (the under-determined
+ILWD is therefore taken at ``sampled_prefixes(n)``: every ``k <= 4`` (the under-determined
 start, where learners differ most), the powers of two and ``n``, about ``4 + log2 n``
 prefixes. All probe sequences of one prefix go through the model in chunks of at most
 ``CHUNK`` sequences, each forward holding one residual at a time
@@ -21,16 +21,11 @@ from construct.compiler.config import torch_dtype
 from construct.model.assemble import CompiledModel
 from construct.model.transformer import Transformer
 from verify import metrics
+from verify.solvers import sampled_prefixes
 from verify.tasks import make_tasks
 
 CHUNK = 128
 TIE = 1e-6  # SPDs this close (relative) do not tell their learners apart
-
-
-def ilwd_prefixes(n_examples: int) -> list[int]:
-    """The prefixes ILWD is measured at (see the module docstring)."""
-    powers = {2 ** j for j in range(n_examples.bit_length())}
-    return sorted({k for k in range(min(n_examples, 4) + 1)} | powers | {n_examples})
 
 
 def agreement(compiled: CompiledModel, model: Transformer, algorithm: str,
@@ -52,7 +47,7 @@ def agreement(compiled: CompiledModel, model: Transformer, algorithm: str,
 
     ilwd: dict[str, list[float | None]] = {r.name: [None] * (n_examples + 1) for r in references}
     r2: list[float | None] = [None] * (n_examples + 1)  # None: a prefix ILWD skips
-    for k in tqdm(ilwd_prefixes(n_examples), desc="ILWD prefixes", unit="prefix",
+    for k in tqdm(sampled_prefixes(n_examples), desc="ILWD prefixes", unit="prefix",
                   disable=not progress, file=sys.stderr, leave=False):
         weights, fit = metrics.implicit_weights(predict_at_end, tasks.xs, tasks.ys, k, probes,
                                                 program.prior_column)

@@ -76,10 +76,17 @@ def _bounds_lines(report: dict[str, object]) -> list[str]:
     return ["", f"a-priori end-to-end bound (declared box): {prior['bound']:.3g}, "
             f"{prior['bound'] / prior['output_bound'] if prior['output_bound'] else float('inf'):.3g}"
             f" of the output's magnitude bound {prior['output_bound']:.3g}",
-            f"a-posteriori bound (per task, first order): largest {posterior['max_bound']:.3g}, "
+            f"a-posteriori bound (per task{_posterior_scope(posterior)}): largest "
+            f"{posterior['max_bound']:.3g}, "
             f"{posterior['tightness']:.3g} times the largest error "
             f"{posterior['max_observed']:.3g}; worst error / bound {posterior['worst_ratio']:.3g}"
             f" ({'yes' if posterior['ok'] else 'NO'})"]
+
+
+def _posterior_scope(posterior: dict[str, object]) -> str:
+    prefixes = posterior.get("prefixes") or []
+    at = f", at prefixes {', '.join(map(str, prefixes))}" if len(prefixes) > 1 else ""
+    return at + (", first order only" if posterior.get("first_order_only") else "")
 
 
 def _prefix_table(report: dict[str, object], prefix_rows: list[dict[str, object]]) -> list[str]:
