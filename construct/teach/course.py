@@ -27,7 +27,10 @@ from tqdm import tqdm
 from verify.proofs.prove import report
 
 PAGES = {"gd": 2, "sherman-morrison": 2, "ridge": 2, "sgd": 2, "gd-batch": 2}  # -> d
-LSA_PAGES = ("lsa-gd", "lsa-precond-gd")  # linear attention, at d = 2
+METHOD_PAGES = {"ridge-newton": ("ridge", "newton"),  # -> (algorithm, method), at d = 2
+                "ridge-sherman-morrison": ("ridge", "sherman-morrison")}
+LSA_PAGES = {"lsa-gd": [], "lsa-precond-gd": [], "lsa-gd-plus-plus": [],  # linear attention
+             "lsa-gd-momentum": ["--momentum", "0.5"]}  # -> (page: extra flags), at d = 2
 PROOF_MAX_D = 3  # symbolic proofs above this d take too long for a page
 BLOCK = re.compile(r"(<!-- rawc (?P<command>[^>]*?) -->\n```text\n)(?P<body>.*?)(```\n"
                    r"<!-- end rawc -->)", re.S)
@@ -66,7 +69,9 @@ def proof_section(name: str, params: dict[str, object]) -> list[str]:
                 "`K` the condition bound; `construct.algorithms.ridge_newton`). "
                 "`rawc prove ridge --method solve` proves the same statistics exactly.", ""]
     text, _ = report(name, params, times=False)
-    return ["## Proof", "", f"`rawc prove {name} --d {d}` (timings left out): the interpreter runs "
+    method = params.get("method")
+    command = f"rawc prove {name}" + (f" --method {method}" if method else "") + f" --d {d}"
+    return ["## Proof", "", f"`{command}` (timings left out): the interpreter runs "
             "the program on symbols and the result is compared with the closed form by "
             "`expand`/`cancel`; then every lowering trick the program uses is derived with its "
             "leading error term.", "", "```text", text.rstrip("\n"), "```", ""]
@@ -97,25 +102,29 @@ def build_docs(out: pathlib.Path, source: pathlib.Path, pictures: bool = True,
     from construct.teach import explain_command as explain
 
     pages: dict[pathlib.Path, str] = {}
+    generated = {*PAGES, *METHOD_PAGES, *LSA_PAGES}
     for page in sorted(source.glob("*.md")):
-        if page.stem not in PAGES:
+        if page.stem not in generated:
             pages[out / page.name] = refresh_blocks(page.read_text(encoding="utf-8"))
-    for name, d in tqdm(PAGES.items(), desc="course pages", unit="page", file=sys.stderr,
-                        leave=False, delay=2.0):
-        args = explain.page_args(name, d, out="docs")
+    programs = [(name, name, d, None) for name, d in PAGES.items()]
+    programs += [(page, name, 2, method) for page, (name, method) in METHOD_PAGES.items()]
+    for page, name, d, method in tqdm(programs, desc="course pages", unit="page",
+                                      file=sys.stderr, leave=False, delay=2.0):
+        args = explain.page_args(name, d, out="docs", method=method)
         target = explain.resolve_target(args)
-        pages[out / f"{name}.md"] = explain.render(args, target)[1]
+        pages[out / f"{page}.md"] = explain.render(args, target)[1]
         if pictures:
             explain.write_page_pictures(target, out)
     from construct.cli.main import build_parser
     from construct.teach.linear_attention import explain_page
 
-    for name in LSA_PAGES:
-        args = build_parser().parse_args(["explain", name, "--d", "2", "--out", "docs"])
-        pages[out / f"{name}.md"] = explain_page(args, write_pictures=False)[1]
+    for page, flags in LSA_PAGES.items():
+        name = page.removesuffix("-momentum")
+        words = ["explain", name, "--d", "2", *flags, "--out"]
+        args = build_parser().parse_args([*words, "docs"])
+        pages[out / f"{page}.md"] = explain_page(args, write_pictures=False)[1]
         if pictures:
-            explain_page(build_parser().parse_args(
-                ["explain", name, "--d", "2", "--out", str(out)]))
+            explain_page(build_parser().parse_args([*words, str(out)]))
     return pages
 
 

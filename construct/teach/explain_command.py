@@ -71,7 +71,9 @@ def resolve_target(args: argparse.Namespace) -> Target:
     params = algorithm.resolve(**algorithm_params(args))
     config = CompileConfig.for_dtype(getattr(args, "dtype", "float64"))
     compiled = compile_program(algorithm.program(params, config.input_bound), config)
-    return Target(algorithm.name, f"`{algorithm.name}`: {algorithm.summary}", compiled, params,
+    name = page_name(algorithm, params)
+    method = f" (--method {params['method']})" if name != algorithm.name else ""
+    return Target(name, f"`{algorithm.name}`{method}: {algorithm.summary}", compiled, params,
                   algorithm)
 
 
@@ -86,17 +88,29 @@ def render(args: argparse.Namespace, target: Target | None = None) -> tuple[str,
         extra.append(course.pictures_section(target.name, target.compiled.schedule.n_layers))
     sweep: list[SweepRow] = []
     if target.algorithm is not None:
-        extra.append(course.proof_section(target.name, target.params))
+        extra.append(course.proof_section(target.algorithm.name, target.params))
         sweep = sweep_rows(target.algorithm, target.params,
                            sorted({*SWEEP_DS, int(target.params["d"])}))
     return target.name, explain_markdown(target.compiled, target.title, target.params,
                                          command=command_line(args), extra=extra, sweep=sweep)
 
 
-def page_args(name: str, d: int, out: str | None = None) -> argparse.Namespace:
-    """The arguments of ``rawc explain name --d d [--out out]`` at default parameters."""
-    return argparse.Namespace(target=name, d=d, alpha=None, lam=None, w0=None,
+def page_args(name: str, d: int, out: str | None = None, method: str | None = None
+              ) -> argparse.Namespace:
+    """The arguments of ``rawc explain name --d d [--method m] [--out out]`` at default
+    parameters."""
+    return argparse.Namespace(target=name, d=d, alpha=None, lam=None, w0=None, method=method,
                               dtype="float64", out=out)
+
+
+def page_name(algorithm: ProgramAlgorithm, params: dict[str, object]) -> str:
+    """The page's file stem: the algorithm's name, and its method where that is not the
+    default one (``ridge-newton``), so that the pages of one algorithm do not overwrite each
+    other."""
+    method = params.get("method")
+    default = algorithm.resolve(d=int(params["d"])).get("method")
+    return algorithm.name if method is None or str(method) == str(default) else \
+        f"{algorithm.name}-{method}"
 
 
 def pictures_available() -> bool:

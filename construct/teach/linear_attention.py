@@ -43,7 +43,9 @@ def explain_page(args: argparse.Namespace, write_pictures: bool = True) -> tuple
         params = lsa.resolve(**algorithm_params(args))
         built = lsa.construct(params)
         weights, shape, text = built.weights, built.shape, built.program_text()
-        name = algorithm = lsa.name
+        algorithm = lsa.name
+        # a momentum block gets its own page (and pictures) beside the plain one
+        name = f"{algorithm}-momentum" if params.get("momentum") else algorithm
     d = shape.d_in - 1
     sign = float(weights["unembed.W_U"][d, 0])
     lines = [f"# `{name}` ({algorithm}): linear self-attention", "",
@@ -70,6 +72,15 @@ def explain_page(args: argparse.Namespace, write_pictures: bool = True) -> tuple
               "`-dW_k x_t` to every y-slot, `dW_k = sum_i e_i (P x_i)^T`, `e_i = r_i / n`: "
               "GD on a linear layer, written as linear attention with values e_i and keys "
               "x_i. `rawc verify` checks it on every block.", ""]
+    if params.get("momentum"):
+        beta = float(params["momentum"])
+        lines += ["## Momentum (MoAttn, Dai et al.)", "",
+                  f"Attention kind `{shape.attn_kind}` with beta = {beta:g}: each block adds, "
+                  "beside the linear-attention sum, the average `sum_{i<t} beta^(t-i) v_i` "
+                  "over the exemplars before position `t` (`W_V`, `W_O` as above). On the "
+                  "y-slots this is the momentum term of heavy-ball GD: the update of block `k` "
+                  "carries `beta`-weighted earlier exemplars' residuals. `rawc verify` checks "
+                  "every block against the momentum recurrence written out in float64.", ""]
     out = getattr(args, "out", None)
     if out and importlib.util.find_spec("matplotlib") is not None:
         paths = [pathlib.Path(f"{name}-block{l}.png") for l in range(len(blocks))]
