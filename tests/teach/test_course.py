@@ -28,7 +28,7 @@ def test_every_committed_page_is_current(regenerated) -> None:
 
 
 def test_course_pages_have_statement_program_pictures_proof_errors() -> None:
-    for name in course.PAGES:
+    for name in (*course.PAGES, *course.METHOD_PAGES):
         text = (DOCS / f"{name}.md").read_text(encoding="utf-8")
         for section in ("## What it computes", "## The program", "## Pictures", "## Proof",
                         "## Error budget"):
@@ -42,6 +42,8 @@ def test_index_links_every_page_in_lecture_order() -> None:
     index = (DOCS / "index.md").read_text(encoding="utf-8")
     positions = [index.index(f"]({page}.md)") for page in ("operations", *course.PAGES)]
     assert positions == sorted(positions)
+    for page in (*course.METHOD_PAGES, *course.LSA_PAGES):
+        assert f"]({page}.md)" in index
 
 
 def test_generated_block_is_refreshed() -> None:
@@ -56,7 +58,10 @@ def test_unknown_block_command_is_refused() -> None:
         course.refresh_blocks("<!-- rawc bench ops -->\n```text\n```\n<!-- end rawc -->\n")
 
 
-def test_docs_check_reports_a_stale_page(tmp_path, capsys) -> None:
+def test_docs_check_reports_a_stale_page(tmp_path, capsys, monkeypatch) -> None:
+    # the generated pages are checked above; here only the hand-written page with a block
+    for pages in ("PAGES", "METHOD_PAGES", "LSA_PAGES"):
+        monkeypatch.setattr(course, pages, {})
     (tmp_path / "notes.md").write_text("<!-- rawc prove lemmas -->\n```text\nstale\n```\n"
                                        "<!-- end rawc -->\n", encoding="utf-8")
     assert cli_main(["docs", "--out", str(tmp_path), "--check"]) == 1
