@@ -50,13 +50,18 @@ def upper_fraction(value: float) -> Fraction:
 
 
 def given_or_default(algorithm: str, parameters: tuple[Parameter, ...],
-                     given: dict[str, object]) -> dict[str, object]:
+                     given: dict[str, object], flags: dict[str, str] | None = None
+                     ) -> dict[str, object]:
     """Every parameter's value, unparsed: the given one, else its default. A given name the
-    algorithm does not take is an error that lists what it takes (None means not given)."""
+    algorithm does not take is an error that names its option (``flags``: the options of
+    other algorithms' parameters, by name) and lists the options it takes (None means not
+    given)."""
     known = {p.name for p in parameters}
     unknown = sorted(k for k, v in given.items() if k not in known and v is not None)
     if unknown:
-        raise ProgramError(f"{algorithm} has no parameter(s) {', '.join(unknown)}; "
-                           f"it takes {', '.join(sorted(known))}")
+        flags = flags or {}
+        named = [flags.get(k, "--" + k.replace("_", "-")) for k in unknown]
+        raise ProgramError(f"{algorithm} does not take {', '.join(named)}; it takes "
+                           f"{', '.join(sorted(p.option for p in parameters))}")
     return {p.name: given[p.name] if given.get(p.name) is not None else p.default
             for p in parameters}

@@ -67,7 +67,9 @@ class ProgramAlgorithm:
     def resolve(self, **given: object) -> dict[str, object]:
         """Every parameter's value: given ones parsed (command-line text included) and
         checked, the others defaulted. Coefficients are exact fractions."""
-        values = given_or_default(self.name, self.parameters, given)
+        values = given_or_default(self.name, self.parameters, given,
+                                  {spec["dest"]: option
+                                   for option, spec in parameter_options().items()})
         for p in self.parameters:
             if p.kind is int:
                 values[p.name] = _integer(p.name, values[p.name])

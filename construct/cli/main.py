@@ -111,12 +111,9 @@ def _cmd_docs(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    for option in ("trials", "max_d", "max_n", "max_stack_layers"):
-        if getattr(args, option) < 1:
-            raise ValueError(f"--{option.replace('_', '-')} must be >= 1, got "
-                             f"{getattr(args, option)}")
-    if args.seed < 0:
-        raise ValueError(f"--seed must be >= 0, got {args.seed}")
+    from verify.bench.options import settle
+
+    args = settle(args)
     if args.what == "ops":
         from verify.bench.ops import main as bench_main
     elif args.what == "bounds":
@@ -314,20 +311,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("what", nargs="?",
                    choices=("sizes", "ops", "bounds", "verify", "targets", "ridge", "horizon"),
                    default="sizes")
-    p.add_argument("--target", default="paper,gated",
-                   help="`bench targets`: the MLP targets to set side by side, comma separated "
+    p.add_argument("--target",
+                   help="`bench targets`, `ridge`, `horizon`: the MLP targets to set side by side, comma separated "
                         "(default paper,gated)")
-    p.add_argument("--gelu-product", default="richardson,lemma4",
+    p.add_argument("--gelu-product",
                    help="`bench targets`: the paper target's GeLU product rules to measure, "
                         "comma separated (default richardson,lemma4)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random tasks (default 0)")
-    p.add_argument("--trials", type=int, default=1000,
-                   help="tasks per verify in `bench sizes` (default 1000)")
-    p.add_argument("--max-d", type=int, default=64, help="largest d to measure (default 64)")
-    p.add_argument("--max-n", type=int, default=4096,
+    p.add_argument("--seed", type=int, help="seed of the random tasks (default 0)")
+    p.add_argument("--trials", type=int,
+                   help="tasks per verify or per configuration (default 1000)")
+    p.add_argument("--max-d", type=int, help="largest d to measure (default 64)")
+    p.add_argument("--max-n", type=int,
                    help="largest n for the learners (bounds and targets measure n <= 64, "
                         "ridge n <= 4096; default: all of them)")
-    p.add_argument("--max-stack-layers", type=int, default=800,
+    p.add_argument("--max-stack-layers", type=int,
                    help="`bench ridge`: deepest Sherman-Morrison stack to compile (default 800: "
                         "n <= 266)")
     p.add_argument("--json", action="store_true", help="the rows as JSON instead of a table")

@@ -67,7 +67,9 @@ def test_builder_programs_equal_their_closed_form_on_the_interpreter() -> None:
 def test_unknown_algorithm_and_parameter_are_named() -> None:
     with pytest.raises(ProgramError, match="unknown algorithm 'sgdd'"):
         get_algorithm("sgdd")
-    with pytest.raises(ProgramError, match="has no parameter"):
+    with pytest.raises(ProgramError, match="gd does not take --beta; it takes --alpha"):
         get_algorithm("gd").resolve(d=2, beta=1)
+    with pytest.raises(ProgramError, match="gd does not take --precond; "):  # the flag of Gamma
+        get_algorithm("gd").resolve(d=2, Gamma="1,0;0,1")
     with pytest.raises(ProgramError, match="lam must be > 0"):
         get_algorithm("sherman-morrison").resolve(d=2, lam=0)

@@ -19,7 +19,8 @@ from construct.cli.main import main
     (["compile", "gd", "--target", "gated", "--gelu-product", "lemma4"],
      "does not apply to --target gated"),
     (["compile", "gd", "--lam=-1/2"], "lam must be >= 0 for gd"),
-    (["bench", "ops", "--seed=-1"], "--seed must be >= 0"),
+    (["bench", "bounds", "--seed=-1"], "--seed must be >= 0"),
+    (["bench", "ops", "--target", "gated"], "--target does not apply to `rawc bench ops`"),
 ])
 def test_bad_options_exit_2_with_one_line(argv, problem, tmp_path, capsys):
     out = tmp_path / "x.safetensors"
