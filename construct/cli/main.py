@@ -246,6 +246,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target", help="algorithm name or checkpoint path")
     _add_algorithm_args(p)
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    p.add_argument("--form", choices=("stacked", "shared"),
+                   help="for a learner with a repeated stage (sgd, ridge --method "
+                        "sherman-morrison): shared explains the weight-shared form stage by "
+                        "stage (page NAME-shared.md); not for a checkpoint, whose config fixes it")
     p.add_argument("--out", help="directory to write NAME.md into (default: print)")
     p.set_defaults(run=_cmd_explain)
 

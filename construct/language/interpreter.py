@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from fractions import Fraction
 from typing import Any
 
@@ -213,9 +213,12 @@ def steps(program: Program, tokens: Array,
 
 
 def run(program: Program, tokens: Array,
-        normalize: Callable[[Array], Array] | None = None) -> Trace:
-    """Run every op in order (a loop unrolled) and keep the state after each (``steps``)."""
-    trace = list(steps(program, tokens, normalize))
+        normalize: Callable[[Array], Array] | None = None,
+        progress: Callable[[Iterator[Step]], Iterable[Step]] | None = None) -> Trace:
+    """Run every op in order (a loop unrolled) and keep the state after each (``steps``).
+    ``progress`` wraps the steps as they come (a progress bar over a slow symbolic run)."""
+    stepped = steps(program, tokens, normalize)
+    trace = list(stepped if progress is None else progress(stepped))
     return Trace(program.unrolled(), tuple(step.state for step in trace),
                  tuple(step.min_divisor for step in trace[1:]))
 

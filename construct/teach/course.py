@@ -21,14 +21,17 @@ import argparse
 import pathlib
 import re
 import sys
+from collections.abc import Sequence
 
 from tqdm import tqdm
 
+from construct.model.assemble import CompiledModel
 from verify.proofs.prove import report
 
 PAGES = {"gd": 2, "sherman-morrison": 2, "ridge": 2, "sgd": 2, "gd-batch": 2}  # -> d
 METHOD_PAGES = {"ridge-newton": ("ridge", "newton"),  # -> (algorithm, method), at d = 2
                 "ridge-sherman-morrison": ("ridge", "sherman-morrison")}
+FORM_PAGES = {"sgd-shared": ("sgd", "shared")}  # -> (algorithm, form), at d = 2
 LSA_PAGES = {"lsa-gd": [], "lsa-precond-gd": [], "lsa-gd-plus-plus": [],  # linear attention
              "lsa-gd-momentum": ["--momentum", "0.5"]}  # -> (page: extra flags), at d = 2
 PROOF_MAX_D = 3  # symbolic proofs above this d take too long for a page
@@ -36,20 +39,29 @@ BLOCK = re.compile(r"(<!-- rawc (?P<command>[^>]*?) -->\n```text\n)(?P<body>.*?)
                    r"<!-- end rawc -->)", re.S)
 
 
-def picture_names(name: str, n_layers: int) -> list[str]:
-    """The files ``construct.teach.pictures.write_pictures`` writes for a model of ``n_layers``."""
-    return [f"{name}-layout.png", *(f"{name}-layer{l}.png" for l in range(n_layers)),
+def picture_names(name: str, layers: Sequence[int]) -> list[str]:
+    """The files ``construct.teach.pictures.write_pictures`` writes: the layout, one per
+    stored block, named after the first executed layer that runs it (``layers``,
+    ``drawn_layers``), the example."""
+    return [f"{name}-layout.png", *(f"{name}-layer{l}.png" for l in layers),
             f"{name}-example.png"]
 
 
-def pictures_section(name: str, n_layers: int, folder: str = "pictures") -> list[str]:
-    files = picture_names(name, n_layers)
+def pictures_section(name: str, compiled: CompiledModel, folder: str = "pictures") -> list[str]:
+    """Links to the pictures of ``write_pictures``: the layout, one per stored block (a shared
+    loop's blocks once, drawn at their first run), the example prompt."""
+    from construct.teach.pictures import drawn_layers, stage_note
+
+    layers = drawn_layers(compiled)
+    files = picture_names(name, layers)
     captions = ["The residual stream: which slot holds which rows in which half-layer (rows of "
                 "slots that are dead are handed to later slots)."]
-    captions += [f"Layer {l}: each head's score matrix from the position rows (the bright cell "
+    captions += [f"Layer {l}" + ("" if l == b else f" (`blocks.{b}`)" if not stage_note(
+                     compiled, b) else f" (`blocks.{b}`, {stage_note(compiled, b)})")
+                 + ": each head's score matrix from the position rows (the bright cell "
                  "in each row is the column the head reads), its value-output map between "
                  "slots, and the MLP's input and output weights between slots and units."
-                 for l in range(n_layers)]
+                 for b, l in enumerate(layers)]
     captions += ["One prompt: the attention pattern of every head, and every live slot after "
                  "every layer, compiled beside the interpreter."]
     lines = ["## Pictures", "", f"Written by the command above into `{folder}/`.", ""]
@@ -102,15 +114,16 @@ def build_docs(out: pathlib.Path, source: pathlib.Path, pictures: bool = True,
     from construct.teach import explain_command as explain
 
     pages: dict[pathlib.Path, str] = {}
-    generated = {*PAGES, *METHOD_PAGES, *LSA_PAGES}
+    generated = {*PAGES, *METHOD_PAGES, *FORM_PAGES, *LSA_PAGES}
     for page in sorted(source.glob("*.md")):
         if page.stem not in generated:
             pages[out / page.name] = refresh_blocks(page.read_text(encoding="utf-8"))
-    programs = [(name, name, d, None) for name, d in PAGES.items()]
-    programs += [(page, name, 2, method) for page, (name, method) in METHOD_PAGES.items()]
-    for page, name, d, method in tqdm(programs, desc="course pages", unit="page",
-                                      file=sys.stderr, leave=False, delay=2.0):
-        args = explain.page_args(name, d, out="docs", method=method)
+    programs = [(name, name, d, None, None) for name, d in PAGES.items()]
+    programs += [(page, name, 2, method, None) for page, (name, method) in METHOD_PAGES.items()]
+    programs += [(page, name, 2, None, form) for page, (name, form) in FORM_PAGES.items()]
+    for page, name, d, method, form in tqdm(programs, desc="course pages", unit="page",
+                                            file=sys.stderr, leave=False, delay=2.0):
+        args = explain.page_args(name, d, out="docs", method=method, form=form)
         target = explain.resolve_target(args)
         pages[out / f"{page}.md"] = explain.render(args, target)[1]
         if pictures:

@@ -13,9 +13,8 @@ import torch
 from construct.language.interpreter import Trace, run
 from construct.model.assemble import CompiledModel
 from construct.model.transformer import ForwardCache, Transformer, decode
-from construct.teach.pictures import (STYLE, Figure, _entry, _heatmap, colors, head_roles,
-                                      matplotlib,
-                                      token_names)
+from construct.teach.pictures import (STYLE, Figure, _entry, _heatmap, block_of, colors,
+                                      head_roles, matplotlib, token_names)
 from verify.tasks import make_tasks
 
 
@@ -70,7 +69,7 @@ def _prompt_text(tokens: torch.Tensor, prior_column: bool) -> str:
 def example_figure(compiled: CompiledModel, seed: int = 0, n_examples: int = 1) -> Figure:
     tokens, cache = run_example(compiled, seed, n_examples)
     prior = compiled.program.prior_column
-    n_layers, names = compiled.shape.n_layers, token_names(len(tokens), prior)
+    n_layers, names = compiled.schedule.n_layers, token_names(len(tokens), prior)
     roles = [head_roles(compiled, l) for l in range(n_layers)]
     n_heads = max([1] + [len(r) for r in roles])
     leak = 0.0
@@ -82,7 +81,8 @@ def example_figure(compiled: CompiledModel, seed: int = 0, n_examples: int = 1) 
             for ax in grid[len(layer_roles):, l]:
                 ax.set_axis_off()
             for ax, (head, short, _) in zip(grid[:, l], layer_roles):
-                pattern = attention_pattern(compiled, cache.residuals[2 * l].numpy(), l, head)
+                pattern = attention_pattern(compiled, cache.residuals[2 * l].numpy(),
+                                            block_of(compiled, l), head)
                 # Summed directly: 1 - max would round the e^-N leak away. A mean read spreads
                 # its weight on purpose: only point reads have a leak.
                 if not short.startswith("mean"):

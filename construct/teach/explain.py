@@ -11,6 +11,7 @@ checks that they are current.
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 from construct.algorithms.parameters import default_w0
@@ -20,6 +21,7 @@ from construct.compiler.config import CompileConfig, MlpTarget, unit_roundoff
 from construct.compiler.error_models import product_scales
 from construct.compiler.layout import FOREVER
 from construct.compiler.limits import limits
+from construct.targets.architecture import ModelShape
 from construct.targets.paper.attention import mlp_clears_in_attention
 from construct.language.printer import op_text
 from construct.language.program import Aff, Div, Mov, Mul, Op, Program, to_fraction
@@ -171,7 +173,7 @@ def _section_size(compiled: CompiledModel) -> list[str]:
     bound = limits(program, layout)
     table = _table(["", "this compilation", f"paper, {theorem}"], [
         ("ops", len(program.ops), ops),
-        ("layers", f"{shape.n_layers} (critical path: ≥ {bound.depth})", paper[0]),
+        ("layers", f"{shape.depth}{_stored(shape)} (critical path: ≥ {bound.depth})", paper[0]),
         ("data rows", layout.d_model - len(layout.fixed), paper[1]),
         ("d_model", f"{shape.d_model} (data + {len(layout.fixed)} fixed rows; live set: "
                     f"≥ {bound.width})", paper[2]),
@@ -184,6 +186,15 @@ def _section_size(compiled: CompiledModel) -> list[str]:
             "layer: each is folded into the weights of the half that computes its inputs "
             f"({folded or 'none here'}), so depth meets the critical path (attention hops and "
             "MLP nonlinearity levels, `construct/compiler/limits.py`).", ""]
+
+
+def _stored(shape: ModelShape) -> str:
+    return "" if shape.loop is None else f", {shape.n_layers} stored"
+
+
+def _layer_name(compiled: CompiledModel, l: int) -> str:
+    block = compiled.shape.executed_blocks[l]
+    return str(l) if block == l else f"{l} (`blocks.{block}`)"
 
 
 def _section_layout(compiled: CompiledModel) -> list[str]:
@@ -246,7 +257,7 @@ def _mlp_cell(compiled: CompiledModel, l: int) -> str:
 
 def _section_layers(compiled: CompiledModel) -> list[str]:
     layout = compiled.layout
-    rows = [(l, _attention_cell(compiled, l), _mlp_cell(compiled, l),
+    rows = [(_layer_name(compiled, l), _attention_cell(compiled, l), _mlp_cell(compiled, l),
              ", ".join(f"`{n}`" for n in layout.slots if layout.live_after_layer(n, l)))
             for l in range(compiled.schedule.n_layers)]
     return ["## Layers", "", "Each layer is `h += Attn(h)` then `h += MLP(LN(h))` (LN only in "
@@ -322,14 +333,16 @@ def _section_constants(config: CompileConfig) -> list[str]:
 
 
 def sweep_rows(algorithm: ProgramAlgorithm, params: dict[str, object],
-               ds: Sequence[int] = SWEEP_DS) -> list[SweepRow]:
-    """Compile ``algorithm`` at each ``d`` (other parameters kept; ``w0`` only where it fits)."""
+               ds: Sequence[int] = SWEEP_DS, form: str = "stacked") -> list[SweepRow]:
+    """Compile ``algorithm`` at each ``d`` in ``form`` (other parameters kept; ``w0`` only
+    where it fits)."""
     out = []
     for d in ds:
         given = {**params, "d": d}
         if isinstance(given.get("w0"), (list, tuple)) and len(given["w0"]) != d:
             given["w0"] = None
-        configs = {dt: CompileConfig.for_dtype(dt) for dt in DTYPES}
+        configs = {dt: dataclasses.replace(CompileConfig.for_dtype(dt), form=form)
+                   for dt in DTYPES}
         models = {dt: compile_program(algorithm.program(algorithm.resolve(**given),
                                                         config.input_bound), config)
                   for dt, config in configs.items()}
@@ -352,7 +365,7 @@ def _section_sweep(name: str, params: dict[str, object], sweep: Sequence[SweepRo
     paper = _known(PAPER, name)
     w0 = _sweep_start(params)
     rows = [(d, m.shape.d_model, m.shape.d_model - len(m.layout.fixed),
-             paper[3](d) if paper else "—", m.shape.n_layers,
+             paper[3](d) if paper else "—", f"{m.shape.depth}{_stored(m.shape)}",
              f"{m.shape.n_heads} × {m.shape.d_head}", m.shape.d_mlp, m.n_params,
              fmt(ends["float64"]), fmt(ends["float32"])) for d, m, ends in sweep]
     return ["## Across d", "", "The same algorithm compiled at other `d`, other parameters as "

@@ -19,7 +19,9 @@ from construct.algorithms.family import Family
 from construct.algorithms.registry import (ProgramAlgorithm, algorithm_params, get_algorithm,
                                            get_program_algorithm)
 from construct.model.assemble import CompiledModel, compile_program
+from construct.cli.compile_options import refuse_shared_without_loop
 from construct.compiler.config import CompileConfig
+from construct.teach.stages import stage_section
 from construct.teach.explain import SWEEP_DS, SweepRow, explain_markdown, sweep_rows
 from verify.check.integrity import compare_compiled
 
@@ -38,6 +40,7 @@ def command_line(args: argparse.Namespace) -> str:
     words += [] if os.path.isfile(args.target) else [f"--d {args.d}"]
     words += [f"--{spec_option} {getattr(args, name)}"
               for spec_option, name in _parameter_flags() if getattr(args, name, None) is not None]
+    words += [f"--form {args.form}"] if getattr(args, "form", None) else []
     words += [f"--dtype {args.dtype}"] if getattr(args, "dtype", "float64") != "float64" else []
     return " ".join(words + ([f"--out {args.out}"] if getattr(args, "out", None) else []))
 
@@ -54,9 +57,13 @@ class Target:
 
 
 def resolve_target(args: argparse.Namespace) -> Target:
+    form = getattr(args, "form", None)
     if os.path.isfile(args.target):
         from construct.model.checkpoint import load_checkpoint
 
+        if form is not None:
+            raise ValueError(f"--form {form} does not apply to a checkpoint ({args.target}): "
+                             "its config fixes the form it was compiled in")
         checkpoint = load_checkpoint(args.target)
         compiled = compile_program(checkpoint.program(), checkpoint.config())
         integrity = compare_compiled(compiled, checkpoint)
@@ -70,9 +77,14 @@ def resolve_target(args: argparse.Namespace) -> Target:
     algorithm = get_program_algorithm(args.target)
     params = algorithm.resolve(**algorithm_params(args))
     config = CompileConfig.for_dtype(getattr(args, "dtype", "float64"))
-    compiled = compile_program(algorithm.program(params, config.input_bound), config)
-    name = page_name(algorithm, params)
-    method = f" (--method {params['method']})" if name != algorithm.name else ""
+    program = algorithm.program(params, config.input_bound)
+    refuse_shared_without_loop(args, algorithm.name, program)
+    config = dataclasses.replace(config, form=form or config.form)
+    compiled = compile_program(program, config)
+    name = page_name(algorithm, params, config.form)
+    method = "".join(f" (--{flag} {value})" for flag, value in
+                     (("method", params.get("method")), ("form", form))
+                     if value is not None and f"-{value}" in name)
     return Target(name, f"`{algorithm.name}`{method}: {algorithm.summary}", compiled, params,
                   algorithm)
 
@@ -83,34 +95,37 @@ def render(args: argparse.Namespace, target: Target | None = None) -> tuple[str,
     from construct.teach import course
 
     target = target or resolve_target(args)
-    extra = []
+    extra = [stage_section(target.compiled)]
     if getattr(args, "out", None) and pictures_available():
-        extra.append(course.pictures_section(target.name, target.compiled.schedule.n_layers))
+        extra.append(course.pictures_section(target.name, target.compiled))
     sweep: list[SweepRow] = []
     if target.algorithm is not None:
         extra.append(course.proof_section(target.algorithm.name, target.params))
         sweep = sweep_rows(target.algorithm, target.params,
-                           sorted({*SWEEP_DS, int(target.params["d"])}))
+                           sorted({*SWEEP_DS, int(target.params["d"])}),
+                           target.compiled.config.form)
     return target.name, explain_markdown(target.compiled, target.title, target.params,
                                          command=command_line(args), extra=extra, sweep=sweep)
 
 
-def page_args(name: str, d: int, out: str | None = None, method: str | None = None
-              ) -> argparse.Namespace:
-    """The arguments of ``rawc explain name --d d [--method m] [--out out]`` at default
-    parameters."""
+def page_args(name: str, d: int, out: str | None = None, method: str | None = None,
+              form: str | None = None) -> argparse.Namespace:
+    """The arguments of ``rawc explain name --d d [--method m] [--form f] [--out out]`` at
+    default parameters."""
     return argparse.Namespace(target=name, d=d, alpha=None, lam=None, w0=None, method=method,
-                              dtype="float64", out=out)
+                              form=form, dtype="float64", out=out)
 
 
-def page_name(algorithm: ProgramAlgorithm, params: dict[str, object]) -> str:
-    """The page's file stem: the algorithm's name, and its method where that is not the
-    default one (``ridge-newton``), so that the pages of one algorithm do not overwrite each
-    other."""
+def page_name(algorithm: ProgramAlgorithm, params: dict[str, object],
+              form: str = "stacked") -> str:
+    """The page's file stem: the algorithm's name, its method where that is not the default
+    one (``ridge-newton``) and ``-shared`` for the weight-shared form (``sgd-shared``), so that
+    the pages of one algorithm do not overwrite each other."""
     method = params.get("method")
     default = algorithm.resolve(d=int(params["d"])).get("method")
-    return algorithm.name if method is None or str(method) == str(default) else \
+    name = algorithm.name if method is None or str(method) == str(default) else \
         f"{algorithm.name}-{method}"
+    return name if form == "stacked" else f"{name}-{form}"
 
 
 def pictures_available() -> bool:

@@ -69,7 +69,9 @@ def write_pictures(compiled: CompiledModel, out_dir: pathlib.Path, stem: str, *,
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     figures = [("layout", layout_figure(compiled))]
-    figures += [(f"layer{l}", layer_figure(compiled, l)) for l in range(compiled.shape.n_layers)]
+    # One picture per stored block, drawn at the first layer that runs it: in the shared form
+    # a loop's blocks are drawn once, as the stage every iteration runs.
+    figures += [(f"layer{l}", layer_figure(compiled, l)) for l in drawn_layers(compiled)]
     from construct.teach.example_picture import example_figure  # it draws with this module
 
     figures.append(("example", example_figure(compiled, seed, n_examples)))
@@ -174,7 +176,7 @@ def _message(ax: Axes, title: str, text: str) -> None:
 
 # ------------------------------------------------------------------ picture 1: layout
 def layout_figure(compiled: CompiledModel) -> Figure:
-    layout, halves = compiled.layout, half_names(compiled.shape.n_layers)
+    layout, halves = compiled.layout, half_names(compiled.schedule.n_layers)
     with matplotlib.rc_context(STYLE):
         figure = Figure(figsize=(2.0 + 0.8 * len(halves), 1.6 + 0.3 * layout.d_model),
                         layout="constrained")
@@ -216,10 +218,29 @@ def _band(ax: Axes, left: float, right: float, top: int, bottom: int, colour: ob
 
 
 # ------------------------------------------------------------------ picture 2: one layer
+def block_of(compiled: CompiledModel, layer: int) -> int:
+    """The stored block (``blocks.{b}`` in the checkpoint) that executed layer ``layer`` runs."""
+    return compiled.shape.executed_blocks[layer]
+
+
+def drawn_layers(compiled: CompiledModel) -> list[int]:
+    """The executed layer each stored block is drawn at: the first that runs it."""
+    executed = compiled.shape.executed_blocks
+    return [executed.index(b) for b in range(compiled.shape.n_layers)]
+
+
+def stage_note(compiled: CompiledModel, block: int) -> str:
+    """Where a stored block runs, when a shared loop runs it more than once (else "")."""
+    runs = [l for l, b in enumerate(compiled.shape.executed_blocks) if b == block]
+    if len(runs) == 1:
+        return ""
+    return f"run at layers {', '.join(map(str, runs))}: one block of the shared loop stage"
+
+
 def head_roles(compiled: CompiledModel, layer: int) -> list[HeadRole]:
     """The heads with weights, in ``lower_attention``'s order: the self head (when the layer
     has one) first, then one head per read map of the layer's ``mov`` ops."""
-    w, p = compiled.weights, f"blocks.{layer}.attn."
+    w, p = compiled.weights, f"blocks.{block_of(compiled, layer)}.attn."
     used = [h for h in range(compiled.shape.n_heads)
             if any(np.any(w[p + name][h]) for name in ("W_Q", "W_K", "W_V"))]
     ops = [compiled.program.ops[i] for i in compiled.schedule.layers[layer].attn]
@@ -237,7 +258,7 @@ def position_scores(compiled: CompiledModel, layer: int, head: int,
     """``q_t·k_j / attn_scale`` from the position rows alone; ``nan`` where causality masks."""
     model = Transformer(compiled.shape, compiled.weights)
     positions = model.weight("pos_embed.W_pos")[:n_positions]
-    scores = model.attention_scores(positions, layer)[head].numpy()
+    scores = model.attention_scores(positions, block_of(compiled, layer))[head].numpy()
     scores[np.triu_indices(n_positions, 1)] = np.nan
     return scores
 
@@ -259,7 +280,7 @@ def _draw_scores(ax: Axes, compiled: CompiledModel, layer: int, role: HeadRole) 
 
 def _draw_value_output(ax: Axes, compiled: CompiledModel, layer: int, role: HeadRole,
                        labels: list[str]) -> None:
-    w, p = compiled.weights, f"blocks.{layer}.attn."
+    w, p = compiled.weights, f"blocks.{block_of(compiled, layer)}.attn."
     title = f"head {role[0]}: value-output map W_V·W_O (row read → row written)"
     vo = w[p + "W_V"][role[0]] @ w[p + "W_O"][role[0]]
     reads, writes = np.flatnonzero(vo.any(axis=1)), np.flatnonzero(vo.any(axis=0))
@@ -277,7 +298,7 @@ def _draw_value_output(ax: Axes, compiled: CompiledModel, layer: int, role: Head
 
 def _draw_mlp(axes: tuple[Axes, Axes], compiled: CompiledModel, layer: int,
               labels: list[str]) -> None:
-    w, p = compiled.weights, f"blocks.{layer}.mlp."
+    w, p = compiled.weights, f"blocks.{block_of(compiled, layer)}.mlp."
     w_in, w_out = w[p + "W_in"], w[p + "W_out"]
     w_gate = w.get(p + "W_gate")  # the gated target: relu(z W_gate) * (z W_in)
     units = np.flatnonzero(w_in.any(axis=0) | w_out.any(axis=1))
@@ -329,8 +350,11 @@ def layer_figure(compiled: CompiledModel, layer: int) -> Figure:
         ops = lambda indices: "; ".join(f"`{op_text(program.ops[i])}`" for i in indices) or "—"
         unused = compiled.shape.n_heads - len(roles)
         note = f"\n({unused} unused head(s) omitted: all heads share one shape)" if unused else ""
-        figure.suptitle(f"{program.name}, layer {layer} (blocks.{layer}): attention "
-                        f"{ops(scheduled.attn)} | MLP {ops(scheduled.mlp)}{note}")
+        block = block_of(compiled, layer)
+        stage = stage_note(compiled, block)
+        stage = f"\n(blocks.{block} is {stage}; the ops shown are its first run's)" if stage else ""
+        figure.suptitle(f"{program.name}, layer {layer} (blocks.{block}): attention "
+                        f"{ops(scheduled.attn)} | MLP {ops(scheduled.mlp)}{note}{stage}")
     return figure
 
 

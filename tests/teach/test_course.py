@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pathlib
+import re
 
 import pytest
 
@@ -28,13 +29,15 @@ def test_every_committed_page_is_current(regenerated) -> None:
 
 
 def test_course_pages_have_statement_program_pictures_proof_errors() -> None:
-    for name in (*course.PAGES, *course.METHOD_PAGES):
+    for name in (*course.PAGES, *course.METHOD_PAGES, *course.FORM_PAGES):
         text = (DOCS / f"{name}.md").read_text(encoding="utf-8")
         for section in ("## What it computes", "## The program", "## Pictures", "## Proof",
                         "## Error budget"):
             assert section in text, f"docs/{name}.md lacks {section!r}"
-        for link in course.picture_names(name, text.count("![") - 2):
-            assert f"(pictures/{link})" in text
+        links = re.findall(r"\]\(pictures/([^)]+)\)", text)
+        layers = [int(m) for m in re.findall(rf"{re.escape(name)}-layer(\d+)\.png", " ".join(links))]
+        assert layers and links == course.picture_names(name, layers)
+        for link in links:
             assert (DOCS / "pictures" / link).is_file(), f"docs/pictures/{link} is missing"
 
 
@@ -42,7 +45,7 @@ def test_index_links_every_page_in_lecture_order() -> None:
     index = (DOCS / "index.md").read_text(encoding="utf-8")
     positions = [index.index(f"]({page}.md)") for page in ("operations", *course.PAGES)]
     assert positions == sorted(positions)
-    for page in (*course.METHOD_PAGES, *course.LSA_PAGES):
+    for page in (*course.METHOD_PAGES, *course.FORM_PAGES, *course.LSA_PAGES):
         assert f"]({page}.md)" in index
 
 
@@ -60,7 +63,7 @@ def test_unknown_block_command_is_refused() -> None:
 
 def test_docs_check_reports_a_stale_page(tmp_path, capsys, monkeypatch) -> None:
     # the generated pages are checked above; here only the hand-written page with a block
-    for pages in ("PAGES", "METHOD_PAGES", "LSA_PAGES"):
+    for pages in ("PAGES", "METHOD_PAGES", "FORM_PAGES", "LSA_PAGES"):
         monkeypatch.setattr(course, pages, {})
     (tmp_path / "notes.md").write_text("<!-- rawc prove lemmas -->\n```text\nstale\n```\n"
                                        "<!-- end rawc -->\n", encoding="utf-8")

@@ -85,3 +85,18 @@ def test_first_head_is_a_hard_point_read_on_the_example(compiled: CompiledModel)
     np.testing.assert_allclose(pattern.sum(axis=1), 1.0, atol=1e-12)
     assert np.all(pattern.max(axis=1) > 0.999)
     assert np.all(np.triu(pattern, 1) == 0)  # causal: no weight on later keys
+
+
+def test_shared_loop_is_drawn_once_per_stored_block(tmp_path: pathlib.Path) -> None:
+    import dataclasses
+
+    algorithm = get_algorithm("sgd")
+    config = dataclasses.replace(CompileConfig.for_dtype("float64"), form="shared")
+    shared = compile_program(algorithm.program(algorithm.resolve(d=2, n=3)), config)
+    paths = write_pictures(shared, tmp_path, "s", n_examples=3)
+    first, length, times = shared.shape.loop
+    drawn = list(range(first + length)) + list(  # the prologue, the stage once, the rest
+        range(first + times * length, shared.shape.depth))
+    assert [p.name for p in paths] == ["s-layout.png", *(f"s-layer{l}.png" for l in drawn),
+                                       "s-example.png"]
+    assert len(drawn) == shared.shape.n_layers

@@ -17,6 +17,8 @@ import sys
 import tempfile
 import time
 
+from tqdm import tqdm
+
 CONFIGURATIONS = (("ridge", 8, 32, "stacked"), ("ridge", 8, 32, "shared"),
                   ("sgd", 16, 64, "stacked"))
 GOAL_SECONDS, GOAL_BYTES = 60.0, 1.5 * 2 ** 30
@@ -47,9 +49,9 @@ def measure(name: str, d: int, n: int, form: str, trials: int, directory: str
 def main(args: argparse.Namespace) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as directory:
-        for name, d, n, form in CONFIGURATIONS:
-            print(f"verifying {name} d={d} n={n} {form} with {args.trials} tasks ...",
-                  file=sys.stderr, flush=True)
+        bar = tqdm(CONFIGURATIONS, desc="bench verify", unit="configuration", file=sys.stderr)
+        for name, d, n, form in bar:
+            bar.set_postfix_str(f"{name} d={d} n={n} {form}, {args.trials} tasks")
             rows.append(measure(name, d, n, form, args.trials, directory))
     if args.json:
         print(json.dumps(rows, indent=2))

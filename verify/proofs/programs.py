@@ -20,12 +20,15 @@ A failed proof names the first term of the nonzero difference.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import sys
 import textwrap
 import time
 from collections.abc import Callable
 
 import numpy as np
 import sympy as sp
+from tqdm import tqdm
 
 from construct.language import interpreter
 from construct.algorithms.parameters import default_w0
@@ -301,7 +304,11 @@ def prove_program(name: str, params: dict[str, object] | None = None,
     n = int(params.get("n", 1))
     symbols = Symbols.for_task(int(params["d"]), n, program.prior_column)
     lowest_terms = np.frompyfunc(lambda v: sp.cancel(_positive_divisors(v)), 1, 1)
-    trace = interpreter.run(program, symbols.tokens, normalize=lowest_terms)
+    # The symbolic run is the slow part (ridge d=3 simplifies rational functions for ~20 s).
+    bar = functools.partial(tqdm, total=len(program.unrolled().ops) + 1, unit="op",
+                            desc=f"prove {name}: symbolic run", file=sys.stderr, leave=False,
+                            delay=2.0)
+    trace = interpreter.run(program, symbols.tokens, normalize=lowest_terms, progress=bar)
     columns = [program.first_x_column + 2 * k for k in checked_prefixes(name, n)]
     predictions = [_positive_divisors(trace.final[program.output][t, 0]) for t in columns]
     statement = STATEMENTS[name]
