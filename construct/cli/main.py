@@ -7,6 +7,7 @@ import sys
 
 from construct.algorithms.registry import (ALGORITHMS, algorithm_params, get_algorithm,
                                            parameter_options)
+from construct.cli.progress import phases
 from construct.cli.compile_options import (check_size, lowering_choices,
                                           refuse_shared_without_loop)
 from construct.language.program import ProgramError
@@ -39,7 +40,6 @@ def _cmd_list(args: argparse.Namespace) -> int:
 def _cmd_compile(args: argparse.Namespace) -> int:
     from construct.cli import program_file
     from construct.cli.summary import compile_summary
-    from construct.model.checkpoint import save_checkpoint
     from construct.compiler.config import CompileConfig
     from construct.model.checkpoint import save_checkpoint
 
@@ -56,12 +56,16 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     if hasattr(algorithm, "effective"):
         params = algorithm.effective(params, config.input_bound)
     check_size(algorithm, params, config, args)
-    built = algorithm.construct(params, config, listing=args.listing)
-    if hasattr(built, "source_program"):  # the tokens a task carries must fit n_ctx
-        refuse_shared_without_loop(args, args.name, built.source_program)
-        program_file.exemplars(built.source_program, int(params.get("n", 1)), config.n_ctx)
-    save_checkpoint(built, args.output, algorithm=args.name, params=params)
-    for line in compile_summary(args.name, built, params, listing=args.listing):
+    with phases(f"compile {args.name}", ("building", "writing", "bounding")) as phase:
+        built = algorithm.construct(params, config, listing=args.listing)
+        if hasattr(built, "source_program"):  # the tokens a task carries must fit n_ctx
+            refuse_shared_without_loop(args, args.name, built.source_program)
+            program_file.exemplars(built.source_program, int(params.get("n", 1)), config.n_ctx)
+        phase()
+        save_checkpoint(built, args.output, algorithm=args.name, params=params)
+        phase()
+        lines = compile_summary(args.name, built, params, listing=args.listing)
+    for line in lines:
         print(line)
     print(f"  wrote {args.output}")
     return 0

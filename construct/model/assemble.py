@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import sys
 
 import numpy as np
+from tqdm import tqdm
 
 from construct.compiler import analysis
 
@@ -152,7 +154,9 @@ def compile_program(program: Program, config: CompileConfig | None = None) -> Co
     first = first_writes(program, source if shared else None)
     ln_uses = [layer_norm_use(program, schedule, index) for index in range(schedule.n_layers)]
     attn_halves, mlp_halves, models = [], [], {}
-    for index, ln_use in enumerate(ln_uses):
+    lowering = tqdm(enumerate(ln_uses), total=len(ln_uses), desc="compile: lowering", unit="layer",
+                    file=sys.stderr, leave=False, delay=2.0)
+    for index, ln_use in lowering:
         forms = layer_forms(program, schedule, layout, index)
         attn = lower_attention(program, schedule, index, forms, layout, bounds, config, ln_use,
                                first, held)
