@@ -70,22 +70,24 @@ class ProgramAlgorithm:
         values = given_or_default(self.name, self.parameters, given,
                                   {spec["dest"]: option
                                    for option, spec in parameter_options().items()})
+        option = {p.name: p.option for p in self.parameters}  # messages name the flag
         for p in self.parameters:
             if p.kind is int:
-                values[p.name] = _integer(p.name, values[p.name])
+                values[p.name] = _integer(p.option, values[p.name])
             elif p.kind is Fraction:
                 values[p.name] = to_fraction(values[p.name])
             elif isinstance(p.kind, type) and issubclass(p.kind, enum.Enum):
-                values[p.name] = _choice(p.kind, p.name, values[p.name])
+                values[p.name] = _choice(p.kind, p.option, values[p.name])
         if int(values["d"]) < 1:
-            raise ProgramError(f"d must be >= 1, got {values['d']}")
+            raise ProgramError(f"--d must be >= 1, got {values['d']}")
         if "w0" in values:  # recorded even when defaulted: a checkpoint names its start
             values["w0"] = start_weights(int(values["d"]), values["w0"])
         if "lam" in values and not self.lam_rule.admits(values["lam"]):
-            raise ProgramError(f"lam must be {self.lam_rule.value} for {self.name}, got "
-                               f"{values['lam']}")
+            raise ProgramError(f"{option['lam']} must be {self.lam_rule.value} for {self.name}, "
+                               f"got {values['lam']}")
         if "n" in values and int(values["n"]) < 1:
-            raise ProgramError(f"n (the number of exemplars) must be >= 1, got {values['n']}")
+            raise ProgramError(f"{option['n']} (the number of exemplars) must be >= 1, got "
+                               f"{values['n']}")
         return values
 
     def program(self, params: dict[str, object], input_bound: float = 4.0,

@@ -169,5 +169,5 @@ def test_bad_parameters():
         LSA_ALGORITHMS["lsa-precond-gd"].resolve(d=2, Sigma="1,-1")
     with pytest.raises(ProgramError, match="momentum"):
         LSA_ALGORITHMS["lsa-gd"].resolve(momentum=1.5)
-    with pytest.raises(ProgramError, match="no parameter"):
+    with pytest.raises(ProgramError, match="lsa-gd does not take --gamma"):
         LSA_ALGORITHMS["lsa-gd"].resolve(gamma=0.1)

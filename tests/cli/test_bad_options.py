@@ -18,7 +18,7 @@ from construct.cli.main import main
     (["compile", "lsa-gd", "--schedule", "sequential"], "--schedule does not apply to lsa-gd"),
     (["compile", "gd", "--target", "gated", "--gelu-product", "lemma4"],
      "does not apply to --target gated"),
-    (["compile", "gd", "--lam=-1/2"], "lam must be >= 0 for gd"),
+    (["compile", "gd", "--lam=-1/2"], "--lam must be >= 0 for gd"),
     (["bench", "bounds", "--seed=-1"], "--seed must be >= 0"),
     (["bench", "ops", "--target", "gated"], "--target does not apply to `rawc bench ops`"),
 ])
