@@ -1,4 +1,5 @@
-"""The ``rawc`` command line: list, compile, verify, explain, prove, docs, bench, fuzz."""
+"""The ``rawc`` command line: list, compile, verify, explain, prove, docs, bench, fuzz, export,
+train-lsa, and the trained learners (train, compare, probe, phases, transience)."""
 from __future__ import annotations
 
 import argparse
@@ -24,6 +25,8 @@ typical use:
   rawc verify gd.safetensors --trials 10000
   rawc compile ridge --d 4 --n 16 --lam 0.5 -o ridge.safetensors
   rawc verify ridge.safetensors --dtype float64
+  rawc train --layers 2 -o trained.safetensors
+  rawc compare trained.safetensors ridge.safetensors --plot spd.png
 """
 
 
@@ -340,11 +343,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     from construct.cli.fuzz import add_fuzz_parser  # rawc fuzz: verify.fuzz
     from construct.cli.train import add_train_parser  # rawc train-lsa: verify.training
-
+    from construct.cli.learners import add_learner_parsers  # train, compare, probe, phases, ...
     from construct.cli.export import add_export_parser  # rawc export: construct.model.export_*
 
     add_fuzz_parser(sub)
     add_train_parser(sub)
+    add_learner_parsers(sub)
     add_export_parser(sub)
     return parser
 

@@ -10,7 +10,8 @@ from construct.cli.main import build_parser, main
 
 # Options where a negative number is meaningful would be listed here; there are none.
 POSITIONAL = {"compile": ["gd"], "explain": ["gd"], "prove": ["gd"], "bench": ["ops"]}
-NEEDS_CHECKPOINT = ("verify", "export")
+NEEDS_CHECKPOINT = ("verify", "export", "compare", "probe")
+NEEDS_OUTPUT = ("compile", "train")
 
 
 def numeric_options() -> list[tuple[str, str]]:
@@ -29,14 +30,16 @@ def checkpoint(tmp_path_factory) -> str:
 
 
 @pytest.mark.parametrize("command, option", numeric_options(), ids=lambda v: str(v))
-def test_a_negative_value_is_refused(command, option, checkpoint, tmp_path, capsys):
+def test_a_negative_value_is_refused(command, option, checkpoint, tmp_path, capsys,
+                                    monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a default output folder (phases, transience) lands here
     argv = [command, *POSITIONAL.get(command, [])]
     if command in NEEDS_CHECKPOINT:
         argv.append(checkpoint)
     if command == "export":
         argv += ["--to", "hf-gpt2", str(tmp_path / "out")]
     argv.append(f"{option}=-7")
-    if command == "compile":
+    if command in NEEDS_OUTPUT:
         argv += ["-o", str(tmp_path / "out.safetensors")]
     capsys.readouterr()
     try:
@@ -53,7 +56,9 @@ def test_a_negative_value_is_refused(command, option, checkpoint, tmp_path, caps
 
 # Options whose value is a path the user names (any text is a valid name); --out of explain
 # and docs is a directory, refused below when it cannot be one.
-PATHS = {("compile", "--output"), ("fuzz", "--out"), ("train-lsa", "--output")}
+PATHS = {("compile", "--output"), ("fuzz", "--out"), ("train-lsa", "--output"),
+         ("train", "--output"), ("compare", "--plot"), ("probe", "--plot"), ("phases", "--out"),
+         ("transience", "--out")}
 
 
 def value_options() -> list[tuple[str, str]]:
@@ -79,7 +84,7 @@ def test_a_garbage_value_is_refused(command, option, checkpoint, tmp_path, capsy
     if command == "export":
         argv += ["--to", "hf-gpt2", str(tmp_path / "out")]
     argv.append(f"{option}=bogus@value")
-    if command == "compile":
+    if command in NEEDS_OUTPUT:
         argv += ["-o", str(tmp_path / "out.safetensors")]
     capsys.readouterr()
     try:

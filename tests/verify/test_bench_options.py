@@ -19,7 +19,7 @@ def test_defaults_fill_what_is_not_given(what):
 
 
 @pytest.mark.parametrize("what, option, value", [("ops", "target", "gated"),
-                                                 ("ops", "json", True),
+                                                 ("ops", "trials", 5),
                                                  ("verify", "max_d", 3),
                                                  ("ridge", "gelu_product", "lemma4"),
                                                  ("sizes", "max_n", 8)])

@@ -13,7 +13,7 @@ from construct.compiler.config import GeluProduct, MlpTarget
 _SWEEP = frozenset({"json", "max_d", "max_n", "max_stack_layers", "seed", "target", "trials"})
 USES: dict[str, frozenset[str]] = {
     "sizes": frozenset({"json", "max_d", "seed", "trials"}),
-    "ops": frozenset(),
+    "ops": frozenset({"json", "seed"}),
     "bounds": frozenset({"json", "max_d", "max_n", "seed", "trials"}),
     "verify": frozenset({"json", "trials"}),
     "targets": frozenset({"gelu_product", "json", "max_d", "max_n", "seed", "target", "trials"}),
