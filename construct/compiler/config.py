@@ -96,6 +96,13 @@ class CompileConfig:
     gelu_product: GeluProduct = GeluProduct.RICHARDSON
 
     def __post_init__(self) -> None:
+        # A checkpoint's constants arrive as JSON: a string or null where a number belongs
+        # is named here, not compared.
+        for name in ("input_bound", "attn_hardness", "mul_scale", "div_scale", "ln_pad",
+                     "ln_eps", "n_ctx"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"{name} must be a number, got {value!r}")
         if not 0 < self.input_bound < float("inf"):
             raise ValueError(f"input bound must be a finite number > 0, got {self.input_bound}")
         if self.n_ctx < 2:

@@ -146,7 +146,13 @@ def family_of(target: str) -> Family:
     if os.path.isfile(target):
         from construct.model.checkpoint import load_checkpoint
 
-        linear = load_checkpoint(target).shape.attn_kind.is_linear
+        checkpoint = load_checkpoint(target)
+        record = checkpoint.algorithm
+        if record.get("trained") and not record.get("claims"):
+            raise ValueError(f"{target} holds trained weights ({record.get('name')}) that claim "
+                             "no construction, so there is no program to explain; read them "
+                             f"with rawc compare {target} and rawc probe {target}")
+        linear = checkpoint.shape.attn_kind.is_linear
         return Family.LINEAR_ATTENTION if linear else Family.PROGRAM
     return get_algorithm(target).family
 

@@ -112,3 +112,25 @@ def test_the_estimate_grows_as_the_construction_does():
     actual = build({"d": 512})
     assert 0.8 * actual <= estimate.parameters <= 1.2 * actual, (estimate, actual)
     assert size_estimate.estimate(build, {"d": 8}) is None  # small: no pilots
+
+
+@pytest.mark.parametrize("value", ["abc", None, True])
+def test_a_checkpoint_constant_that_is_not_a_number_is_named(value, tmp_path, capsys):
+    """Found by the issue's bad-input sweep: a string constant reached a comparison and left
+    as an internal error (exit 70)."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    good, bad = str(tmp_path / "gd.safetensors"), str(tmp_path / "bad.safetensors")
+    assert main(["compile", "gd", "-o", good]) == 0
+    with safe_open(good, "pt") as handle:
+        metadata = handle.metadata()
+        tensors = {k: handle.get_tensor(k) for k in handle.keys()}
+    bounds = json.loads(metadata["rawc.bounds"])
+    bounds["constants"]["ln_pad"] = value
+    save_file(tensors, bad, metadata={**metadata, "rawc.bounds": json.dumps(bounds)})
+    capsys.readouterr()
+    assert main(["verify", bad]) == 2
+    assert f"ln_pad must be a number, got {value!r}" in capsys.readouterr().err
