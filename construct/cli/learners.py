@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
+import json
 import math
 import os
 import re
@@ -28,6 +30,15 @@ def _non_negative(args: argparse.Namespace, *names: str) -> None:
         if value is not None and not (value >= 0 and math.isfinite(value)):
             raise ValueError(f"--{name.replace('_', '-')} must be a finite number >= 0, got "
                              f"{value}")
+
+
+def _can_draw() -> bool:
+    return importlib.util.find_spec("matplotlib") is not None
+
+
+def _refuse_plot_without_matplotlib(args: argparse.Namespace) -> None:
+    if args.plot and not _can_draw():
+        raise ValueError("--plot needs matplotlib: pip install 'rawc[pictures]'")
 
 
 def _seed(args: argparse.Namespace) -> None:
@@ -122,6 +133,7 @@ def _compare(args: argparse.Namespace) -> int:
 
     _positive("alpha")(args)
     _non_negative(args, "noise")
+    _refuse_plot_without_matplotlib(args)
     if args.tasks < 2:
         raise ValueError(f"--tasks must be >= 2, got {args.tasks}")
     _seed(args)
@@ -130,7 +142,11 @@ def _compare(args: argparse.Namespace) -> int:
         raise ValueError(f"--lam must hold penalties > 0, got {args.lam!r}")
     found = [compare_checkpoint(path, args.tasks, args.noise, lams, args.alpha, args.seed)
              for path in args.checkpoints]
-    print(table(found))
+    if args.json:
+        print(json.dumps([{**dataclasses.asdict(c), "nearest": c.nearest} for c in found],
+                         indent=2))
+    else:
+        print(table(found))
     if args.plot:
         plot(found, args.plot)
         print(f"  wrote {args.plot}")
@@ -142,6 +158,7 @@ def _probe(args: argparse.Namespace) -> int:
 
     _non_negative(args, "noise")
     _seed(args)
+    _refuse_plot_without_matplotlib(args)
     if args.tasks < 16:
         raise ValueError(f"--tasks must be >= 16 (half fit, half score), got {args.tasks}")
     result = probe_checkpoint(args.checkpoint, args.tasks, args.prefix, args.noise, args.seed,
@@ -179,8 +196,11 @@ def _phases(args: argparse.Namespace) -> int:
                              args.ray_address)
     print(phases.table(points))
     phases.write_json(points, os.path.join(args.out, "phases.json"))
-    phases.heat_map(points, os.path.join(args.out, "phases.png"))
-    print(f"  wrote {args.out}/phases.json, {args.out}/phases.png and one checkpoint per point")
+    drawn = ""
+    if _can_draw():
+        phases.heat_map(points, os.path.join(args.out, "phases.png"))
+        drawn = f", {args.out}/phases.png"
+    print(f"  wrote {args.out}/phases.json{drawn} and one checkpoint per point")
     return 0
 
 
@@ -203,8 +223,11 @@ def _transience(args: argparse.Namespace) -> int:
     runs = transience.run_pair(config, args.l2, args.ray_address)
     print(transience.report(runs))
     transience.write_json(runs, os.path.join(args.out, "transience.json"))
-    transience.plot(runs, os.path.join(args.out, "transience.png"))
-    print(f"  wrote {args.out}/transience.json and {args.out}/transience.png")
+    drawn = ""
+    if _can_draw():
+        transience.plot(runs, os.path.join(args.out, "transience.png"))
+        drawn = f" and {args.out}/transience.png"
+    print(f"  wrote {args.out}/transience.json{drawn}")
     return 0
 
 
@@ -240,6 +263,8 @@ def add_learner_parsers(sub) -> None:
     p.add_argument("--alpha", type=float, default=0.05, help="GD / SGD step (default 0.05)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--plot", help="write SPD against the prefix to this PNG")
+    p.add_argument("--json", action="store_true", help="every number (SPD per prefix, ILWD per "
+                                                       "sampled prefix, R^2) as JSON")
     p.set_defaults(run=_compare)
 
     p = sub.add_parser("probe", help="linear and MLP probes for w and X^T Y at every layer")

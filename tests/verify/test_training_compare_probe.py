@@ -38,6 +38,9 @@ def test_a_compiled_learner_is_nearest_its_own_algorithm(tmp_path, name, params)
     assert found.spd_mean(found.nearest) < 1e-16
     others = [found.spd_mean(r) for r in found.spd if r != found.nearest]
     assert min(others) > 1e-6  # the references do differ from each other
+    assert sorted(found.ilwd[found.nearest]) == solvers.sampled_prefixes(params["n"])
+    assert max(found.ilwd[found.nearest].values()) < 1e-16  # the same implicit weights
+    assert min(v for k, v in found.r2.items() if k >= 1) > 0.999999  # a linear learner
 
 
 def test_gd_optimal_step_is_the_mean_loss_step_at_eta_star():

@@ -29,6 +29,9 @@ from verify import metrics, solvers
 from verify.tasks import Tasks, interleave, make_tasks
 
 
+ILWD_TASKS = 256  # tasks whose implicit weights are fitted (d + 4 probe prompts each)
+
+
 def gd_optimal_predictions(xs: torch.Tensor, ys: torch.Tensor, noise: float) -> torch.Tensor:
     """One mean-loss GD step from 0 at the prior's optimal step ``k / (k + d + 1 + s^2)``."""
     d, out = xs.shape[-1], [torch.zeros_like(xs[..., 0, 0])]
@@ -64,6 +67,8 @@ class Comparison:
     n: int
     mse: list[float]  # the model's squared error / d against the labels, per prefix
     spd: dict[str, list[float]]  # reference -> SPD/d per prefix k = 0..n
+    ilwd: dict[str, dict[int, float]]  # reference -> {prefix k: ILWD/d} at sampled prefixes
+    r2: dict[int, float]  # the worst R^2 of the model's implicit linear fit, per prefix
 
     def spd_mean(self, reference: str) -> float:
         values = self.spd[reference][1:] or self.spd[reference]
@@ -123,10 +128,37 @@ def compare_checkpoint(path: str, n_tasks: int, noise: float | None, lams: tuple
     prior = checkpoint.shape.prior_column
     tasks = Tasks(interleave(xs, ys, prior), xs, ys, prior)
     ours = model_predictions(checkpoint, tasks)
+    learners = references(d, noise, lams, alpha) + own_algorithm(checkpoint, d)
     spd = {r.name: metrics.spd(ours, r.predict(tasks.xs, tasks.ys), d).tolist()
-           for r in references(d, noise, lams, alpha) + own_algorithm(checkpoint, d)}
+           for r in learners}
     mse = (((ours - labels) ** 2).mean(0) / d).tolist()
-    return Comparison(os.path.basename(path), trained, d, n, mse, spd)
+    ilwd, r2 = implicit_weight_distances(checkpoint, learners, xs[:ILWD_TASKS],
+                                         ys[:ILWD_TASKS], bound, seed)
+    return Comparison(os.path.basename(path), trained, d, n, mse, spd, ilwd, r2)
+
+
+def implicit_weight_distances(checkpoint: Checkpoint, learners: list[metrics.Reference],
+                              xs: torch.Tensor, ys: torch.Tensor, bound: float, seed: int
+                              ) -> tuple[dict[str, dict[int, float]], dict[int, float]]:
+    """ILWD/d of the model against every learner at ``sampled_prefixes(n)`` (each costs
+    ``d + 4`` probe prompts per task), and the worst R^2 of the model's linear fit there."""
+    n_tasks, d, n = xs.shape[0], xs.shape[-1], ys.shape[-1]
+    probes = make_tasks(d, n_tasks * (d + 4), bound, seed + 1).x.reshape(n_tasks, d + 4, d)
+    model = Transformer(checkpoint.shape, checkpoint.weights)
+
+    def predict_at_end(tokens: torch.Tensor) -> torch.Tensor:
+        return torch.cat([model.outputs(part)[:, -1, 0] for part in tokens.split(512)])
+
+    ilwd: dict[str, dict[int, float]] = {r.name: {} for r in learners}
+    r2: dict[int, float] = {}
+    for k in solvers.sampled_prefixes(n):
+        weights, fit = metrics.implicit_weights(predict_at_end, xs, ys, k, probes,
+                                                checkpoint.shape.prior_column)
+        r2[k] = float(fit.min())
+        for r in learners:
+            other = metrics.reference_weights(r, xs, ys, k, probes)
+            ilwd[r.name][k] = float(((weights - other) ** 2).sum(-1).mean()) / d
+    return ilwd, r2
 
 
 def table(comparisons: list[Comparison]) -> str:
@@ -136,11 +168,15 @@ def table(comparisons: list[Comparison]) -> str:
         lines += [f"{c.name} ({kind}, d = {c.d}, n = {c.n}): MSE/d over prefixes "
                   f"{sum(c.mse[1:] or c.mse) / len(c.mse[1:] or c.mse):.4g}, nearest reference "
                   f"{c.nearest}",
-                  f"  {'reference':<22} {'SPD/d (mean k>=1)':>18} {'MSPD (k<d)':>12} "
-                  f"{'SPD/d at k=n':>13}"]
+                  f"  {'reference':<26} {'SPD/d (mean k>=1)':>18} {'MSPD (k<d)':>12} "
+                  f"{'SPD/d at k=n':>13} {'ILWD/d at k=n':>14}"]
         for name in sorted(c.spd, key=c.spd_mean):
-            lines.append(f"  {name:<22} {c.spd_mean(name):>18.4g} {c.mspd(name):>12.4g} "
-                         f"{c.spd[name][-1]:>13.4g}")
+            lines.append(f"  {name:<26} {c.spd_mean(name):>18.4g} {c.mspd(name):>12.4g} "
+                         f"{c.spd[name][-1]:>13.4g} {c.ilwd[name][c.n]:>14.4g}")
+        fitted = {k: v for k, v in c.r2.items() if k >= 1}  # k = 0: nothing to fit yet
+        lines.append(f"  (ILWD at k = {', '.join(map(str, sorted(c.ilwd[name])))} with --json; "
+                     f"the model's implicit linear fit has R^2 >= "
+                     f"{min(fitted.values(), default=1.0):.4f} at k >= 1)")
     return "\n".join(lines)
 
 

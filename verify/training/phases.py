@@ -81,13 +81,17 @@ def run_grid(base: ICLConfig, depths: tuple[int, ...], noises: tuple[float, ...]
 
 def table(points: list[PhasePoint]) -> str:
     references = sorted({name for p in points for name in p.spd})
-    head = f"{'layers':>6} {'noise':>6} {'loss':>8} {'MSE/d':>8} {'nearest':>18}" + "".join(
-        f"{name:>16}" for name in references)
-    lines = [head, "-" * len(head)]
+    widths = [max(10, len(name)) + 2 for name in references]
+    near = max(len(p.nearest) for p in points) + 2
+    head = f"{'layers':>6} {'noise':>6} {'loss':>8} {'MSE/d':>8} {'nearest':>{near}}" + "".join(
+        f"{name:>{w}}" for name, w in zip(references, widths))
+    lines = ["SPD/d to each reference, averaged over the prefixes k >= 1 (blank: the reference "
+             "is not defined at that noise)", head, "-" * len(head)]
     for p in points:
+        cells = "".join(f"{p.spd[n]:>{w}.4g}" if n in p.spd else " " * w
+                        for n, w in zip(references, widths))
         lines.append(f"{p.layers:>6} {p.noise:>6g} {p.loss:>8.4f} {p.mse:>8.4f} "
-                     f"{p.nearest:>18}" + "".join(f"{p.spd.get(n, float('nan')):>16.4g}"
-                                                  for n in references))
+                     f"{p.nearest:>{near}}" + cells)
     return "\n".join(lines)
 
 
