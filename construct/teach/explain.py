@@ -12,6 +12,7 @@ checks that they are current.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 
 from construct.algorithms.parameters import default_w0
@@ -26,43 +27,14 @@ from construct.targets.paper.attention import mlp_clears_in_attention
 from construct.language.printer import op_text
 from construct.language.program import Aff, Div, Mov, Mul, Op, Program, to_fraction
 from construct.compiler.propagate import end_to_end_bound, propagated_bounds
+from construct.teach.blurbs import BLURBS
 
 DTYPES = ("float64", "float32")
 SWEEP_DS = (1, 2, 4, 8, 16)
+# Dense; each d is compiled twice (both dtypes). ridge --method newton at d = 16: 1e9 dense
+# parameters (2e6 nonzero), 20 GB to build both.
+SWEEP_MAX_PARAMETERS = 1e8
 LISTINGS = {"gd-appendix-a": "gd", "sherman-morrison-appendix-b": "sherman-morrison"}
-BLURBS = {
-    "gd": "one gradient-descent step on the first exemplar `(x_1, y_1)` from a fixed start `w0` "
-          "on the ridge loss `(w^T x - y)^2 + lam |w|^2`, then predicts at the next x-token:\n\n"
-          "    w' = w0 - 2 alpha (x_1 x_1^T w0 - y_1 x_1 + lam w0),   y_hat = w'^T x_q\n\n"
-          "(Theorem 1 / Appendix A of Akyürek et al. 2023, step 6 corrected to `+lam`).",
-    "sherman-morrison": "one Sherman–Morrison update of the ridge inverse from `A0^-1 = I / lam` "
-          "with the first exemplar, then the ridge weights and the prediction at the next "
-          "x-token:\n\n    A1^-1 = A0^-1 - A0^-1 x_1 x_1^T A0^-1 / (1 + x_1^T A0^-1 x_1)"
-          " = (lam I + x_1 x_1^T)^-1\n    w' = A1^-1 x_1 y_1,   y_hat = w'^T x_q\n\n"
-          "(Theorem 2 / Appendix B of Akyürek et al. 2023).",
-    "sgd": "one pass of stochastic gradient descent over the exemplars, one stage per "
-           "exemplar, predicting at every x-token with the weights so far:\n\n"
-           "    w_i = w_{i-1} - 2 alpha (x_i x_i^T w_{i-1} - x_i y_i + lam w_{i-1}),   "
-           "y_hat_k = w_k^T x_{k+1}\n\n"
-           "from `w0`, held in the prior column (depth O(n); `--form shared` stores the stage "
-           "once, so the parameter count does not grow with n).",
-    "gd-batch": "one full-batch gradient step from `w0` on the mean loss over the exemplars "
-                "before every x-token, at every prefix `k` at once:\n\n"
-                "    w_k = w0 - 2 alpha ((1/k) sum_{i<=k} x_i (x_i^T w0 - y_i) + lam w0),   "
-                "y_hat_k = w_k^T x_{k+1}\n\n"
-                "Each y-token computes its exemplar's gradient; one mean read averages them at "
-                "every x-token, so the depth does not grow with n.",
-    "ridge": "ridge regression on the exemplars before every x-token, at every prefix `k` "
-             "at once:\n\n    w_k = (lam I + sum_{i<=k} x_i x_i^T)^-1 sum_{i<=k} y_i x_i,"
-             "   y_hat_k = w_k^T x_{k+1}\n\n"
-             "By default (`--method solve`) one mean read gives `S_k/k`, `b_k/k` and `1/k` "
-             "at every column, and `d` identical pivot stages solve `(S_k/k + lam/k I) w = "
-             "b_k/k` inside each token by Gauss–Jordan (the matrix is positive definite, so "
-             "no pivot search; after each pivot rows and columns turn by one so the next "
-             "pivot is at the corner): `2d + 3` layers whatever `n` "
-             "(`construct/algorithms/ridge_solve.py`). `--method newton` runs Newton–Schulz "
-             "steps instead, `--method sherman-morrison` the paper's stack of `n` updates.",
-}
 # The paper's counts (reference section 3): theorem, ops of its listing, data rows(d).
 PAPER = {"gd": ("Theorem 1 (Appendix A)", 9, "3+4d", lambda d: 3 + 4 * d),
          "sherman-morrison": ("Theorem 2 (Appendix B)", 14, "3+5d+3d²",
@@ -335,9 +307,15 @@ def _section_constants(config: CompileConfig) -> list[str]:
 def sweep_rows(algorithm: ProgramAlgorithm, params: dict[str, object],
                ds: Sequence[int] = SWEEP_DS, form: str = "stacked") -> list[SweepRow]:
     """Compile ``algorithm`` at each ``d`` in ``form`` (other parameters kept; ``w0`` only
-    where it fits)."""
-    out = []
+    where it fits); stop where the dense size, extrapolated, passes SWEEP_MAX_PARAMETERS."""
+    out: list[SweepRow] = []
     for d in ds:
+        if len(out) >= 2:
+            (d0, m0, _), (d1, m1, _) = out[-2:]
+            grown = m1.n_params * (m1.n_params / m0.n_params) ** (math.log(d / d1) /
+                                                                  math.log(d1 / d0))
+            if grown > SWEEP_MAX_PARAMETERS:
+                break
         given = {**params, "d": d}
         if isinstance(given.get("w0"), (list, tuple)) and len(given["w0"]) != d:
             given["w0"] = None
@@ -370,7 +348,11 @@ def _section_sweep(name: str, params: dict[str, object], sweep: Sequence[SweepRo
              fmt(ends["float64"]), fmt(ends["float32"])) for d, m, ends in sweep]
     return ["## Across d", "", "The same algorithm compiled at other `d`, other parameters as "
             f"above{w0}. Each bound uses constants tuned for its own dtype "
-            "(`CompileConfig.for_dtype`).", "",
+            "(`CompileConfig.for_dtype`)." + "".join(
+                f" Not compiled here: d = {', '.join(map(str, beyond))}, whose dense size "
+                f"(extrapolated) passes {SWEEP_MAX_PARAMETERS:.0e} parameters."
+                for beyond in [[d for d in SWEEP_DS if sweep and d > sweep[-1][0]]] if beyond),
+            "",
             *_table(["d", "d_model", "data rows", f"paper data rows ({paper[2] if paper else ''})",
                      "layers", "heads × d_head", "d_mlp", "parameters", "bound f64", "bound f32"],
                     rows), ""]

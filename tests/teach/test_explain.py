@@ -119,3 +119,15 @@ def test_generic_program_has_generic_text():
     text = explain.explain_markdown(compiled, "toy", {})
     assert "no closed-form summary" in text and "| ops | 2 | — |" in text
     assert "## Across d" not in text and text == explain.explain_markdown(compiled, "toy", {})
+
+
+def test_sweep_stops_where_the_extrapolated_size_passes_the_cap(monkeypatch):
+    """ridge --method newton at d = 16 holds 1e9 dense parameters: the page's d table leaves
+    such a d out (and says so) instead of building it in both dtypes."""
+    algorithm = get_algorithm("gd")
+    full = explain.sweep_rows(algorithm, algorithm.resolve(d=2), (1, 2, 4))
+    monkeypatch.setattr(explain, "SWEEP_MAX_PARAMETERS", full[1][1].n_params * 1.01)
+    capped = explain.sweep_rows(algorithm, algorithm.resolve(d=2), (1, 2, 4))
+    assert [d for d, _, _ in capped] == [1, 2]
+    text = "\n".join(explain._section_sweep("gd", algorithm.resolve(d=2), capped))
+    assert "Not compiled here: d = 4, 8, 16" in text
