@@ -218,6 +218,7 @@ def _transience(args: argparse.Namespace) -> int:
     if args.labels < 2 or args.classes < 3:
         raise ValueError("--labels must be >= 2 and --classes >= 3")
     _positive("lr", "l2")(args)
+    _non_negative(args, "within")
     fields = {f.name for f in dataclasses.fields(transience.TransienceConfig)}
     config = transience.TransienceConfig(**{k: v for k, v in vars(args).items() if k in fields})
     runs = transience.run_pair(config, args.l2, args.ray_address)
@@ -299,6 +300,9 @@ def add_learner_parsers(sub) -> None:
                                 ("eval-every", 500, "steps between evaluations"),
                                 ("seed", 0, "seed")):
         p.add_argument(f"--{name}", type=int, default=default, help=f"{text} (default {default})")
+    p.add_argument("--within", type=float, default=0.1,
+                   help="item noise relative to its class mean (default 0.1; larger makes "
+                        "memorising harder)")
     p.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 1e-3)")
     p.add_argument("--l2", type=float, default=0.01, help="weight decay of the second run "
                                                           "(default 0.01)")

@@ -62,10 +62,14 @@ def test_sequences_hold_what_each_evaluation_needs():
     assert bool(((shown == targets[:, None]).sum(1) == config.burst).all())
 
 
-def test_verdict_needs_a_fall_in_icl_while_the_loss_falls():
-    rising = [{"step": s, "loss": 1 / s, "icl": 0.2 * s, "iwl": 0.0} for s in (1, 2, 3)]
-    assert not transience.verdict(rising)["transient"]
-    fading = rising + [{"step": 4, "loss": 0.1, "icl": 0.3, "iwl": 0.9}]
+def test_verdict_needs_icl_above_the_context_chance_then_a_fall_while_the_loss_falls():
+    rising = [{"step": s, "loss": 1 / s, "icl": 0.3 * s, "iwl": 0.0} for s in (1, 2, 3)]
+    assert not transience.verdict(rising)["transient"]  # 0.9 at the end: still rising
+    fading = rising + [{"step": 4, "loss": 0.1, "icl": 0.5, "iwl": 0.9}]
     assert transience.verdict(fading)["transient"]
-    stalled = rising + [{"step": 4, "loss": 0.5, "icl": 0.3, "iwl": 0.9}]
-    assert not transience.verdict(stalled)["transient"]
+    stalled = rising + [{"step": 4, "loss": 0.5, "icl": 0.5, "iwl": 0.9}]
+    assert not transience.verdict(stalled)["transient"]  # the loss rose
+    at_chance = [{"step": 1, "loss": 1.0, "icl": 0.51, "iwl": 0.0},
+                 {"step": 2, "loss": 0.1, "icl": 0.14, "iwl": 0.9}]
+    found = transience.verdict(at_chance)  # the first CPU run: IWL took over, ICL never came
+    assert not found["emerged"] and not found["transient"]

@@ -166,18 +166,25 @@ def run(config: TransienceConfig, progress: bool = True) -> dict[str, object]:
     return {"config": dataclasses.asdict(config), "log": log, "verdict": verdict(log)}
 
 
+CONTEXT_CHANCE = 0.5  # picking one of the two labels the ICL evaluation's context shows
+
+
 def verdict(log: list[dict[str, float]], drop: float = 0.1) -> dict[str, object]:
-    """Whether ICL accuracy rose and then fell by ``drop`` while the loss kept falling."""
+    """Transient ICL: accuracy on novel classes rose at least ``drop`` above
+    ``CONTEXT_CHANCE`` (a model that only knows the answer is one of the context's labels
+    scores that much without matching the query) and then fell by ``drop`` while the
+    training loss kept falling."""
     if not log:
-        return {"transient": False, "reason": "no evaluation"}
+        return {"transient": False, "emerged": False, "reason": "no evaluation"}
     peak = max(range(len(log)), key=lambda i: log[i]["icl"])
     final = log[-1]
+    emerged = log[peak]["icl"] >= CONTEXT_CHANCE + drop
     fell = log[peak]["icl"] - final["icl"] >= drop
     loss_fell = final["loss"] < log[peak]["loss"]
-    return {"transient": bool(fell and loss_fell), "icl_peak": log[peak]["icl"],
-            "peak_step": log[peak]["step"], "icl_final": final["icl"],
-            "iwl_final": final["iwl"], "loss_at_peak": log[peak]["loss"],
-            "loss_final": final["loss"]}
+    return {"transient": bool(emerged and fell and loss_fell), "emerged": bool(emerged),
+            "icl_peak": log[peak]["icl"], "peak_step": log[peak]["step"],
+            "icl_final": final["icl"], "iwl_final": final["iwl"],
+            "loss_at_peak": log[peak]["loss"], "loss_final": final["loss"]}
 
 
 def run_pair(config: TransienceConfig, l2: float, ray_address: str | None
@@ -196,7 +203,9 @@ def report(runs: list[dict[str, object]]) -> str:
         lines.append(f"weight decay {wd:g}: ICL accuracy peaks at {v['icl_peak']:.3f} (step "
                      f"{v['peak_step']}), ends at {v['icl_final']:.3f}; IWL ends at "
                      f"{v['iwl_final']:.3f}; loss {v['loss_at_peak']:.4f} at the peak, "
-                     f"{v['loss_final']:.4f} at the end; transient: "
+                     f"{v['loss_final']:.4f} at the end; ICL emerged (>= "
+                     f"{CONTEXT_CHANCE + 0.1:g}, above picking one of the context's two labels): "
+                     f"{'yes' if v['emerged'] else 'no'}; transient: "
                      f"{'yes' if v['transient'] else 'no'}")
     return "\n".join(lines)
 
