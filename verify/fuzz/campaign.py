@@ -189,3 +189,48 @@ def _ray_chunks(chunks: list[tuple[int, int]], campaign: Campaign):
     """Yield each chunk's tally as a Ray worker finishes it."""
     yield from ray_map(_chunk_in_worker, [(n, s, campaign.tasks) for n, s in chunks],
                        num_cpus=campaign.jobs)
+
+
+def _chunk_in_worker(n: int, chunk_seed: int, tasks: int) -> Tally:
+    import torch
+
+    torch.set_num_threads(1)
+    return run_chunk(n, chunk_seed, True, tasks)
+
+
+def report_json(campaign: Campaign, tally: Tally, seconds: float) -> dict[str, object]:
+    return {"programs": tally.programs, "seed": campaign.seed, "jobs": campaign.jobs,
+            "seconds": seconds, "trials": dict(tally.outcomes),
+            "refusals": dict(tally.refusals), "targets": dict(tally.targets),
+            "tightness": tally.tightness(), "findings": [f.to_json() for f in tally.findings],
+            "failures_not_shrunk": tally.unshrunk,
+            "ok": tally.failures == 0}
+
+
+def summary(campaign: Campaign, tally: Tally, seconds: float) -> str:
+    from construct.compiler.refusal import Refusal
+
+    trials = sum(tally.outcomes.values())
+    lines = [f"rawc fuzz: {tally.programs} programs (seed {campaign.seed}, {campaign.jobs} "
+             f"job{'s' if campaign.jobs > 1 else ''}), {trials} trials in {seconds:.0f} s"]
+    for outcome in Outcome:
+        lines.append(f"  {outcome.value:<32} {tally.outcomes[outcome.name]:>7}")
+        if outcome is Outcome.REFUSED:
+            for name, count in tally.refusals.most_common():
+                lines.append(f"    {name:<30} {count:>7}  ({Refusal[name].value})")
+    t = tally.tightness()
+    if t["count"]:
+        lines.append(f"  tightness (end-to-end observed / bound, agreeing trials): median "
+                     f"{t['median']:.2g}, p99 {t['p99']:.2g}, max {t['max']:.2g}; "
+                     f"{t['zero_bounds']} with a bound of exactly 0")
+    if tally.findings:
+        lines.append(f"findings ({len(tally.findings)}, shrunk; "
+                     f"{tally.unshrunk} more not shrunk):")
+        for f in tally.findings:
+            lines.append(f"  {f.outcome} {f.target}: {f.reason}")
+            lines += ["    " + line for line in f.program.splitlines()]
+    verdict = "no disagreement, no crash" if tally.failures == 0 else \
+        f"{tally.failures} failing trials"
+    lines.append(verdict)
+    return "\n".join(lines)
+
