@@ -183,6 +183,9 @@ def _tuple(text: str, kind, option: str) -> tuple:
 def _phases(args: argparse.Namespace) -> int:
     from verify.training import phases
 
+    if args.record:
+        return _replay(args, _record(phases.read_json, args.record, "phases"), phases.table,
+                       phases.heat_map, "phases.png")
     _ray_address(args)
     _positive("alpha")(args)
     if args.tasks < 2:
@@ -207,6 +210,9 @@ def _phases(args: argparse.Namespace) -> int:
 def _transience(args: argparse.Namespace) -> int:
     from verify.training import transience
 
+    if args.record:
+        return _replay(args, _record(transience.read_json, args.record, "transience"),
+                       transience.report, transience.plot, "transience.png")
     _ray_address(args)
     _seed(args)
     for name in ("dim", "classes", "labels", "context", "burst", "layers", "d_model", "heads",
@@ -230,6 +236,38 @@ def _transience(args: argparse.Namespace) -> int:
         drawn = f" and {args.out}/transience.png"
     print(f"  wrote {args.out}/transience.json{drawn}")
     return 0
+
+
+def _record(read, path: str, name: str) -> list:
+    try:
+        return read(path)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"--from {path}: not a readable `rawc {name}` record ({exc})") from None
+
+
+def _replay(args: argparse.Namespace, record: list, text, draw, picture: str) -> int:
+    """``--from RECORD``: the table and the picture of a stored run, without training."""
+    print(text(record))
+    if args.out_given and _can_draw():
+        os.makedirs(args.out, exist_ok=True)
+        draw(record, os.path.join(args.out, picture))
+        print(f"  wrote {os.path.join(args.out, picture)}")
+    return 0
+
+
+def _record_args(p: argparse.ArgumentParser, name: str) -> None:
+    p.add_argument("--from", dest="record", metavar="RECORD",
+                   help=f"print the table of a stored run ({name}.json) instead of training; "
+                        f"with --out, draw its picture there (how `rawc docs` regenerates the "
+                        f"trained-vs-compiled page)")
+
+
+class _OutAction(argparse.Action):
+    """``--out``, remembering that it was given (``--from`` draws only when it is)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        setattr(namespace, self.dest, values)
+        namespace.out_given = True
 
 
 def add_learner_parsers(sub) -> None:
@@ -286,8 +324,10 @@ def add_learner_parsers(sub) -> None:
     p.add_argument("--tasks", type=int, default=2048, help="comparison tasks (default 2048)")
     p.add_argument("--alpha", type=float, default=0.05, help="GD / SGD step (default 0.05)")
     p.add_argument("--ray-address", help="join this Ray cluster (default: a local instance)")
-    p.add_argument("--out", default="phases", help="folder for the table, map, checkpoints")
-    p.set_defaults(run=_phases)
+    p.add_argument("--out", default="phases", action=_OutAction,
+                   help="folder for the table, map, checkpoints (default phases)")
+    _record_args(p, "phases")
+    p.set_defaults(run=_phases, out_given=False)
 
     p = sub.add_parser("transience", help="Singh et al.'s transient ICL, without and with L2, "
                                           "on Ray")
@@ -307,6 +347,7 @@ def add_learner_parsers(sub) -> None:
     p.add_argument("--l2", type=float, default=0.01, help="weight decay of the second run "
                                                           "(default 0.01)")
     p.add_argument("--ray-address", help="join this Ray cluster (default: a local instance)")
-    p.add_argument("--out", default="transience", help="folder for the curves (default "
-                                                       "transience)")
-    p.set_defaults(run=_transience)
+    p.add_argument("--out", default="transience", action=_OutAction,
+                   help="folder for the curves (default transience)")
+    _record_args(p, "transience")
+    p.set_defaults(run=_transience, out_given=False)

@@ -89,22 +89,47 @@ def proof_section(name: str, params: dict[str, object]) -> list[str]:
             "leading error term.", "", "```text", text.rstrip("\n"), "```", ""]
 
 
-def _command_output(command: str) -> str:
-    """The output of ``rawc prove ...`` (the only command a block may run), timings left out."""
+# Pictures of the trained-vs-compiled page, drawn again from the stored runs:
+# picture -> (module under verify.training, record under docs/)
+RECORD_PICTURES = {"trained-phases.png": ("phases", "trained/phases.json"),
+                   "trained-transience.png": ("transience", "trained/transience.json")}
+
+
+def _command_output(command: str, root: pathlib.Path) -> str:
+    """The output of the command a block names, timings left out: ``rawc prove ...``, or
+    ``rawc phases --from RECORD`` / ``rawc transience --from RECORD`` (the table of a stored
+    run, ``RECORD`` relative to the repository root ``root``)."""
     from construct.algorithms.registry import algorithm_params
     from construct.cli.main import build_parser
 
     words = command.split()
+    if words[:1] in (["phases"], ["transience"]) and words[1:2] == ["--from"] and len(words) == 3:
+        import importlib
+
+        module = importlib.import_module(f"verify.training.{words[0]}")
+        record = module.read_json(str(root / words[2]))
+        return (module.table if words[0] == "phases" else module.report)(record) + "\n"
     if words[:1] != ["prove"]:
-        raise ValueError(f"generated block runs {command!r}; only `prove NAME [--d D]` is known")
+        raise ValueError(f"generated block runs {command!r}; known: `prove NAME [--d D]`, "
+                         "`phases --from RECORD`, `transience --from RECORD`")
     args = build_parser().parse_args(words)
     return report(args.name, algorithm_params(args), listing=args.listing, times=False)[0]
 
 
-def refresh_blocks(text: str) -> str:
+def refresh_blocks(text: str, root: pathlib.Path = pathlib.Path(".")) -> str:
     """``text`` with every generated block's body replaced by its command's output today."""
-    return BLOCK.sub(lambda m: m.group(1) + _command_output(m.group("command")) + m.group(4),
-                     text)
+    return BLOCK.sub(lambda m: m.group(1) + _command_output(m.group("command"), root)
+                     + m.group(4), text)
+
+
+def draw_record_pictures(source: pathlib.Path, out: pathlib.Path) -> None:
+    """The trained-vs-compiled page's pictures, from the runs stored under ``source``."""
+    import importlib
+
+    for picture, (name, record) in RECORD_PICTURES.items():
+        module = importlib.import_module(f"verify.training.{name}")
+        draw = module.heat_map if name == "phases" else module.plot
+        draw(module.read_json(str(source / record)), str(out / "pictures" / picture))
 
 
 def build_docs(out: pathlib.Path, source: pathlib.Path, pictures: bool = True,
@@ -117,7 +142,8 @@ def build_docs(out: pathlib.Path, source: pathlib.Path, pictures: bool = True,
     generated = {*PAGES, *METHOD_PAGES, *FORM_PAGES, *LSA_PAGES}
     for page in sorted(source.glob("*.md")):
         if page.stem not in generated:
-            pages[out / page.name] = refresh_blocks(page.read_text(encoding="utf-8"))
+            pages[out / page.name] = refresh_blocks(page.read_text(encoding="utf-8"),
+                                                    source.resolve().parent)
     programs = [(name, name, d, None, None) for name, d in PAGES.items()]
     programs += [(page, name, 2, method, None) for page, (name, method) in METHOD_PAGES.items()]
     programs += [(page, name, 2, None, form) for page, (name, form) in FORM_PAGES.items()]
@@ -128,6 +154,8 @@ def build_docs(out: pathlib.Path, source: pathlib.Path, pictures: bool = True,
         pages[out / f"{page}.md"] = explain.render(args, target)[1]
         if pictures:
             explain.write_page_pictures(target, out)
+    if pictures:
+        draw_record_pictures(source, out)
     from construct.cli.main import build_parser
     from construct.teach.linear_attention import explain_page
 

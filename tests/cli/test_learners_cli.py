@@ -2,6 +2,8 @@
 commands for compiled checkpoints say about a trained one."""
 from __future__ import annotations
 
+import pathlib
+
 import pytest
 import torch
 
@@ -55,3 +57,15 @@ def test_resume_continues_a_kept_state(tmp_path, capsys):
 def test_a_trained_checkpoint_without_a_claim_is_pointed_to_compare(trained, command, capsys):
     assert main([command, trained]) == 2
     assert f"rawc compare {trained}" in capsys.readouterr().err
+
+
+def test_a_stored_run_is_shown_again_without_training(tmp_path, capsys):
+    docs = pathlib.Path(__file__).resolve().parents[2] / "docs" / "trained"
+    assert main(["transience", "--from", str(docs / "transience.json"), "--out",
+                 str(tmp_path)]) == 0
+    assert "transient: no" in capsys.readouterr().out
+    assert (tmp_path / "transience.png").stat().st_size > 0
+    assert main(["phases", "--from", str(docs / "phases.json")]) == 0
+    assert "nearest" in capsys.readouterr().out
+    assert main(["phases", "--from", str(tmp_path / "transience.png")]) == 2
+    assert "not a readable `rawc phases` record" in capsys.readouterr().err

@@ -57,8 +57,20 @@ def test_generated_block_is_refreshed() -> None:
 
 
 def test_unknown_block_command_is_refused() -> None:
-    with pytest.raises(ValueError, match="only `prove NAME"):
+    with pytest.raises(ValueError, match="known: `prove NAME"):
         course.refresh_blocks("<!-- rawc bench ops -->\n```text\n```\n<!-- end rawc -->\n")
+
+
+def test_a_stored_run_block_is_its_table_again(tmp_path) -> None:
+    """The trained-vs-compiled page's tables come from the runs' records, not from training."""
+    from verify.training import phases
+
+    point = phases.PhasePoint(layers=1, noise=0.0, loss=1.5, spd={"ols": 0.5, "gd1*": 0.25},
+                              mse=0.7, checkpoint="p.safetensors")
+    phases.write_json([point], str(tmp_path / "run.json"))
+    stale = "<!-- rawc phases --from run.json -->\n```text\nold\n```\n<!-- end rawc -->\n"
+    fresh = course.refresh_blocks(stale, tmp_path)
+    assert "old" not in fresh and phases.table([point]) + "\n```" in fresh
 
 
 def test_docs_check_reports_a_stale_page(tmp_path, capsys, monkeypatch) -> None:

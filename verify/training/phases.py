@@ -122,6 +122,15 @@ def heat_map(points: list[PhasePoint], path: str) -> None:
     figure.savefig(path, dpi=100, metadata={"Software": None})
 
 
+def read_json(path: str) -> list[PhasePoint]:
+    """The points ``write_json`` stored (``rawc phases --from``: the table and map again,
+    without training)."""
+    with open(path, encoding="utf-8") as handle:
+        records = json.load(handle)
+    fields = {f.name for f in dataclasses.fields(PhasePoint)}
+    return [PhasePoint(**{k: v for k, v in r.items() if k in fields}) for r in records]
+
+
 def write_json(points: list[PhasePoint], path: str) -> None:
     with open(path, "w", encoding="utf-8") as handle:
         json.dump([{**dataclasses.asdict(p), "nearest": p.nearest} for p in points], handle,

@@ -229,6 +229,13 @@ def plot(runs: list[dict[str, object]], path: str) -> None:
     figure.savefig(path, dpi=100, metadata={"Software": None})
 
 
+def read_json(path: str) -> list[dict[str, object]]:
+    """The runs ``write_json`` stored, their verdicts taken again by today's rule."""
+    with open(path, encoding="utf-8") as handle:
+        runs = json.load(handle)
+    return [{**r, "verdict": verdict(r["log"])} for r in runs]
+
+
 def write_json(runs: list[dict[str, object]], path: str) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w", encoding="utf-8") as handle:
