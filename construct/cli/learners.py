@@ -14,14 +14,12 @@ import sys
 DEVICES = ("auto", "cpu", "cuda")
 
 
-def _positive(*names: str):
-    def check(args: argparse.Namespace) -> None:
-        for name in names:
-            value = getattr(args, name)
-            if value is not None and not (value > 0 and math.isfinite(value)):
-                raise ValueError(f"--{name.replace('_', '-')} must be a finite number > 0, got "
-                                 f"{value}")
-    return check
+def _positive(args: argparse.Namespace, *names: str) -> None:
+    for name in names:
+        value = getattr(args, name)
+        if value is not None and not (value > 0 and math.isfinite(value)):
+            raise ValueError(f"--{name.replace('_', '-')} must be a finite number > 0, got "
+                             f"{value}")
 
 
 def _non_negative(args: argparse.Namespace, *names: str) -> None:
@@ -55,14 +53,6 @@ def _ray_address(args: argparse.Namespace) -> None:
                          f"{args.ray_address!r}")
 
 
-def _device(name: str) -> str:
-    import torch
-
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available")
-    return "cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu"
-
-
 def _model_args(p: argparse.ArgumentParser, steps: int) -> None:
     p.add_argument("--d", type=int, default=4, help="input dimension (default 4)")
     p.add_argument("--n", type=int, default=16, help="exemplars per prompt (default 16)")
@@ -86,9 +76,8 @@ def _config(args: argparse.Namespace, **changes: object):
     for name in ("d", "n", "layers", "d_model", "heads", "d_mlp", "steps", "batch"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if args.seed < 0:
-        raise ValueError(f"--seed must be >= 0, got {args.seed}")
-    _positive("lr")(args)
+    _seed(args)
+    _positive(args, "lr")
     _non_negative(args, "noise", "weight_decay")
     values = dict(d=args.d, n=args.n, layers=args.layers, d_model=args.d_model,
                   heads=args.heads, d_mlp=args.d_mlp, noise=args.noise, steps=args.steps,
@@ -98,12 +87,13 @@ def _config(args: argparse.Namespace, **changes: object):
 
 def _train(args: argparse.Namespace) -> int:
     from construct.model.checkpoint import save_checkpoint
+    from verify.devices import resolve_device
     from verify.training.icl import new_state, train, trained_model, training_record
 
     kind = {"softmax": "softmax", "linear": "linear", "momentum": "linear-momentum"}
     momentum = args.momentum if args.momentum is not None else (
         0.5 if args.attention == "momentum" else 0.0)
-    config = _config(args, device=_device(args.device), attention=kind[args.attention],
+    config = _config(args, device=resolve_device(args.device), attention=kind[args.attention],
                      momentum=momentum)
     if config.device == "cpu":
         import torch
@@ -131,7 +121,7 @@ def _train(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace) -> int:
     from verify.training.compare import compare_checkpoint, plot, table
 
-    _positive("alpha")(args)
+    _positive(args, "alpha")
     _non_negative(args, "noise")
     _refuse_plot_without_matplotlib(args)
     if args.tasks < 2:
@@ -184,10 +174,9 @@ def _phases(args: argparse.Namespace) -> int:
     from verify.training import phases
 
     if args.record:
-        return _replay(args, _record(phases.read_json, args.record, "phases"), phases.table,
-                       phases.heat_map, "phases.png")
+        return _replay(args, "phases")
     _ray_address(args)
-    _positive("alpha")(args)
+    _positive(args, "alpha")
     if args.tasks < 2:
         raise ValueError(f"--tasks must be >= 2, got {args.tasks}")
     depths = _tuple(args.depths, int, "--depths")
@@ -198,12 +187,7 @@ def _phases(args: argparse.Namespace) -> int:
     points = phases.run_grid(base, depths, noises, args.out, args.tasks, args.alpha,
                              args.ray_address)
     print(phases.table(points))
-    phases.write_json(points, os.path.join(args.out, "phases.json"))
-    drawn = ""
-    if _can_draw():
-        phases.heat_map(points, os.path.join(args.out, "phases.png"))
-        drawn = f", {args.out}/phases.png"
-    print(f"  wrote {args.out}/phases.json{drawn} and one checkpoint per point")
+    _save_run(args, "phases", points, " and one checkpoint per point")
     return 0
 
 
@@ -211,8 +195,7 @@ def _transience(args: argparse.Namespace) -> int:
     from verify.training import transience
 
     if args.record:
-        return _replay(args, _record(transience.read_json, args.record, "transience"),
-                       transience.report, transience.plot, "transience.png")
+        return _replay(args, "transience")
     _ray_address(args)
     _seed(args)
     for name in ("dim", "classes", "labels", "context", "burst", "layers", "d_model", "heads",
@@ -223,35 +206,45 @@ def _transience(args: argparse.Namespace) -> int:
         raise ValueError(f"--burst must be below --context ({args.context}), got {args.burst}")
     if args.labels < 2 or args.classes < 3:
         raise ValueError("--labels must be >= 2 and --classes >= 3")
-    _positive("lr", "l2")(args)
+    _positive(args, "lr", "l2")
     _non_negative(args, "within")
     fields = {f.name for f in dataclasses.fields(transience.TransienceConfig)}
     config = transience.TransienceConfig(**{k: v for k, v in vars(args).items() if k in fields})
     runs = transience.run_pair(config, args.l2, args.ray_address)
     print(transience.report(runs))
-    transience.write_json(runs, os.path.join(args.out, "transience.json"))
-    drawn = ""
-    if _can_draw():
-        transience.plot(runs, os.path.join(args.out, "transience.png"))
-        drawn = f" and {args.out}/transience.png"
-    print(f"  wrote {args.out}/transience.json{drawn}")
+    _save_run(args, "transience", runs)
     return 0
 
 
-def _record(read, path: str, name: str) -> list:
-    try:
-        return read(path)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ValueError(f"--from {path}: not a readable `rawc {name}` record ({exc})") from None
+def _save_run(args: argparse.Namespace, name: str, result: list, more: str = "") -> None:
+    """A finished run's record in ``--out``, and its picture where matplotlib is installed."""
+    from verify.training.records import RUNS
+
+    run = RUNS[name]
+    written = [os.path.join(args.out, run.record)]
+    run.write(result, written[0])
+    if _can_draw():
+        written.append(os.path.join(args.out, run.picture))
+        run.draw(result, written[-1])
+    print(f"  wrote {' and '.join(written)}{more}")
 
 
-def _replay(args: argparse.Namespace, record: list, text, draw, picture: str) -> int:
+def _replay(args: argparse.Namespace, name: str) -> int:
     """``--from RECORD``: the table and the picture of a stored run, without training."""
-    print(text(record))
+    from verify.training.records import RUNS
+
+    run = RUNS[name]
+    try:
+        record = run.read(args.record)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"--from {args.record}: not a readable `rawc {name}` record "
+                         f"({exc})") from None
+    print(run.text(record))
     if args.out_given and _can_draw():
         os.makedirs(args.out, exist_ok=True)
-        draw(record, os.path.join(args.out, picture))
-        print(f"  wrote {os.path.join(args.out, picture)}")
+        path = os.path.join(args.out, run.picture)
+        run.draw(record, path)
+        print(f"  wrote {path}")
     return 0
 
 

@@ -226,6 +226,22 @@ class Checkpoint:
     def bounds(self) -> dict[str, object]:
         return self.metadata["rawc.bounds"]  # type: ignore[return-value]
 
+    @property
+    def trained(self) -> bool:
+        """Weights learned, not compiled (``rawc train``, ``rawc train-lsa``)."""
+        return bool(self.algorithm.get("trained"))
+
+    @property
+    def claim(self) -> dict[str, object] | None:
+        """The named algorithm trained weights claim to implement (None: no claim, or not
+        trained)."""
+        return self.algorithm.get("claims") if self.trained else None  # type: ignore[return-value]
+
+    @property
+    def training_config(self) -> dict[str, object]:
+        """How trained weights were trained (``rawc train``'s record; empty otherwise)."""
+        return (self.algorithm.get("training") or {}).get("config") or {}  # type: ignore[union-attr]
+
     def program(self) -> Program:
         """The op program, parsed back from its text."""
         from construct.language.parser import parse_program

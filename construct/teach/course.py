@@ -56,8 +56,9 @@ def pictures_section(name: str, compiled: CompiledModel, folder: str = "pictures
     files = picture_names(name, layers)
     captions = ["The residual stream: which slot holds which rows in which half-layer (rows of "
                 "slots that are dead are handed to later slots)."]
-    captions += [f"Layer {l}" + ("" if l == b else f" (`blocks.{b}`)" if not stage_note(
-                     compiled, b) else f" (`blocks.{b}`, {stage_note(compiled, b)})")
+    notes = [stage_note(compiled, b) for b in range(len(layers))]
+    captions += [f"Layer {l}" + ("" if l == b else f" (`blocks.{b}`, {notes[b]})" if notes[b]
+                                 else f" (`blocks.{b}`)")
                  + ": each head's score matrix from the position rows (the bright cell "
                  "in each row is the column the head reads), its value-output map between "
                  "slots, and the MLP's input and output weights between slots and units."
@@ -90,7 +91,7 @@ def proof_section(name: str, params: dict[str, object]) -> list[str]:
 
 
 # Pictures of the trained-vs-compiled page, drawn again from the stored runs:
-# picture -> (module under verify.training, record under docs/)
+# picture -> (stored run, its record under docs/)
 RECORD_PICTURES = {"trained-phases.png": ("phases", "trained/phases.json"),
                    "trained-transience.png": ("transience", "trained/transience.json")}
 
@@ -102,13 +103,12 @@ def _command_output(command: str, root: pathlib.Path) -> str:
     from construct.algorithms.registry import algorithm_params
     from construct.cli.main import build_parser
 
-    words = command.split()
-    if words[:1] in (["phases"], ["transience"]) and words[1:2] == ["--from"] and len(words) == 3:
-        import importlib
+    from verify.training.records import RUNS
 
-        module = importlib.import_module(f"verify.training.{words[0]}")
-        record = module.read_json(str(root / words[2]))
-        return (module.table if words[0] == "phases" else module.report)(record) + "\n"
+    words = command.split()
+    if words[:1] and words[0] in RUNS and words[1:2] == ["--from"] and len(words) == 3:
+        run = RUNS[words[0]]
+        return run.text(run.read(str(root / words[2]))) + "\n"
     if words[:1] != ["prove"]:
         raise ValueError(f"generated block runs {command!r}; known: `prove NAME [--d D]`, "
                          "`phases --from RECORD`, `transience --from RECORD`")
@@ -124,12 +124,11 @@ def refresh_blocks(text: str, root: pathlib.Path = pathlib.Path(".")) -> str:
 
 def draw_record_pictures(source: pathlib.Path, out: pathlib.Path) -> None:
     """The trained-vs-compiled page's pictures, from the runs stored under ``source``."""
-    import importlib
+    from verify.training.records import RUNS
 
     for picture, (name, record) in RECORD_PICTURES.items():
-        module = importlib.import_module(f"verify.training.{name}")
-        draw = module.heat_map if name == "phases" else module.plot
-        draw(module.read_json(str(source / record)), str(out / "pictures" / picture))
+        run = RUNS[name]
+        run.draw(run.read(str(source / record)), str(out / "pictures" / picture))
 
 
 def build_docs(out: pathlib.Path, source: pathlib.Path, pictures: bool = True,

@@ -147,10 +147,10 @@ def family_of(target: str) -> Family:
         from construct.model.checkpoint import load_checkpoint
 
         checkpoint = load_checkpoint(target)
-        record = checkpoint.algorithm
-        if record.get("trained") and not record.get("claims"):
-            raise ValueError(f"{target} holds trained weights ({record.get('name')}) that claim "
-                             "no construction, so there is no program to explain; read them "
+        if checkpoint.trained and not checkpoint.claim:
+            raise ValueError(f"{target} holds trained weights "
+                             f"({checkpoint.algorithm.get('name')}) that claim no "
+                             "construction, so there is no program to explain; read them "
                              f"with rawc compare {target} and rawc probe {target}")
         linear = checkpoint.shape.attn_kind.is_linear
         return Family.LINEAR_ATTENTION if linear else Family.PROGRAM

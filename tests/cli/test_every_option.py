@@ -29,16 +29,15 @@ def checkpoint(tmp_path_factory) -> str:
     return path
 
 
-@pytest.mark.parametrize("command, option", numeric_options(), ids=lambda v: str(v))
-def test_a_negative_value_is_refused(command, option, checkpoint, tmp_path, capsys,
-                                    monkeypatch):
-    monkeypatch.chdir(tmp_path)  # a default output folder (phases, transience) lands here
+def _run(command: str, option: str, value: str, checkpoint: str, tmp_path, capsys
+         ) -> tuple[list[str], int, str]:
+    """``rawc COMMAND [its positionals] OPTION=VALUE [-o ...]``: the argv, exit code, stderr."""
     argv = [command, *POSITIONAL.get(command, [])]
     if command in NEEDS_CHECKPOINT:
         argv.append(checkpoint)
     if command == "export":
         argv += ["--to", "hf-gpt2", str(tmp_path / "out")]
-    argv.append(f"{option}=-7")
+    argv.append(f"{option}={value}")
     if command in NEEDS_OUTPUT:
         argv += ["-o", str(tmp_path / "out.safetensors")]
     capsys.readouterr()
@@ -46,7 +45,14 @@ def test_a_negative_value_is_refused(command, option, checkpoint, tmp_path, caps
         code = main(argv)
     except SystemExit as exit_:  # argparse's own refusals
         code = exit_.code
-    err = capsys.readouterr().err
+    return argv, code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command, option", numeric_options(), ids=lambda v: str(v))
+def test_a_negative_value_is_refused(command, option, checkpoint, tmp_path, capsys,
+                                    monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a default output folder (phases, transience) lands here
+    argv, code, err = _run(command, option, "-7", checkpoint, tmp_path, capsys)
     assert code == 2, (argv, err)
     assert "Traceback" not in err
     last = err.strip().splitlines()[-1]
@@ -78,20 +84,7 @@ def test_a_garbage_value_is_refused(command, option, checkpoint, tmp_path, capsy
     the usage above it) naming the option or the value, and no traceback."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "bogus@value").write_text("in the way")
-    argv = [command, *POSITIONAL.get(command, [])]
-    if command in NEEDS_CHECKPOINT:
-        argv.append(checkpoint)
-    if command == "export":
-        argv += ["--to", "hf-gpt2", str(tmp_path / "out")]
-    argv.append(f"{option}=bogus@value")
-    if command in NEEDS_OUTPUT:
-        argv += ["-o", str(tmp_path / "out.safetensors")]
-    capsys.readouterr()
-    try:
-        code = main(argv)
-    except SystemExit as exit_:
-        code = exit_.code
-    err = capsys.readouterr().err
+    argv, code, err = _run(command, option, "bogus@value", checkpoint, tmp_path, capsys)
     assert code == 2, (argv, err)
     assert "Traceback" not in err, err
     last = err.strip().splitlines()[-1]

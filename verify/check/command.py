@@ -31,11 +31,11 @@ def main(args: argparse.Namespace) -> int:
     if not 0 < args.scale < float("inf"):
         raise ValueError(f"--scale must be a finite number > 0, got {args.scale}")
     checkpoint = load_checkpoint(args.path)
-    record = checkpoint.algorithm
-    if record.get("trained") and not record.get("claims"):
-        raise ValueError(f"{args.path} holds trained weights ({record.get('name')}) that claim "
-                         "no algorithm, so there is nothing to verify them against; compare "
-                         f"them with the reference learners: rawc compare {args.path}")
+    if checkpoint.trained and not checkpoint.claim:
+        raise ValueError(f"{args.path} holds trained weights "
+                         f"({checkpoint.algorithm.get('name')}) that claim no algorithm, so "
+                         "there is nothing to verify them against; compare them with the "
+                         f"reference learners: rawc compare {args.path}")
     if checkpoint.shape.attn_kind.is_linear:
         return linear_attention.main(args, checkpoint)
     return runner.main(args, checkpoint)

@@ -38,6 +38,7 @@ from construct.model.transformer import ForwardCache, Transformer
 from construct.targets.linear.block import block_matrices
 from verify.check.integrity import Integrity, IntegrityResult, check_integrity
 from verify.check.verdict import judge_linear
+from verify.devices import resolve_device
 
 TOLERANCE = {"float64": 1e-12, "float32": 1e-4}
 DEFAULT_TRAINED_TOL = 0.05  # relative: trained weights approximate their claim
@@ -171,7 +172,7 @@ def verify_checkpoint(checkpoint: Checkpoint, dtype: str = "float64", device: st
         step = step_matrix(params, d)
         if step is not None and not params["momentum"]:
             checks += dual_form_checks(params, step, cache, x64, y64, q64, tol)
-    claim = checkpoint.algorithm.get("claims") if checkpoint.algorithm.get("trained") else None
+    claim = checkpoint.claim
     if claim and claim.get("name") in LSA_ALGORITHMS:
         # Trained weights: no description to rebuild; held to the claimed algorithm's closed
         # form within the user's tolerance, never to themselves.
@@ -203,13 +204,9 @@ def format_report(report: dict[str, object]) -> str:
 
 def main(args: argparse.Namespace, checkpoint: Checkpoint) -> int:
     """``rawc verify`` on a linear-attention checkpoint (``verify.check.command``)."""
-    device = getattr(args, "device", "cpu")
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(getattr(args, "device", "cpu"))
     if device == "cpu":  # tiny per-token ops: extra threads only contend (18x on 2 busy cores)
         torch.set_num_threads(1)
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available")
     if args.trials > MAX_TRIALS:
         print(f"note: linear-attention verify runs at most {MAX_TRIALS} tasks (the block loop "
               f"is per token); running {MAX_TRIALS} of the {args.trials} asked for",

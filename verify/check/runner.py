@@ -50,6 +50,7 @@ from verify.check.layers import check_ops_in_layer, local_bounds, slot_reference
 from verify.check.report import format_report
 from verify.check.stats import ErrorStat, RatioStat
 from verify.check.verdict import Judgement, Verdict, judge_program
+from verify.devices import resolve_device
 from verify.solvers import (checked_prefixes, closed_form_prediction, has_closed_form,
                             sampled_prefixes)
 from verify.tasks import Tasks, make_tasks
@@ -280,14 +281,6 @@ def _check_declared(program, assumptions: dict, step: interpreter.Step) -> None:
                               f"below its declared bound {op.min_abs}")
 
 
-def _device(choice: str) -> torch.device:
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available")
-    if choice == "auto":
-        choice = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(choice)
-
-
 def main(args: argparse.Namespace, checkpoint: Checkpoint) -> int:
     """``rawc verify`` on a compiled program's checkpoint (``verify.check.command``): integrity
     first, then the tasks; the exit code is the verdict's (``verify.check.verdict``)."""
@@ -307,7 +300,7 @@ def main(args: argparse.Namespace, checkpoint: Checkpoint) -> int:
         print(f"note: {args.path} has constants tuned for {checkpoint.config().dtype}; verifying "
               f"in {args.dtype} (compile with --dtype {args.dtype} for the best {args.dtype} "
               "accuracy)", file=sys.stderr)
-    device = _device(args.device)
+    device = torch.device(resolve_device(args.device))
     model = checkpoint.model(torch_dtype(args.dtype), device, check_inputs=False)
     algorithm = checkpoint.metadata["rawc.algorithm"]
     own_program = algorithm.get("source") == PROGRAM_FILE_SOURCE

@@ -86,7 +86,7 @@ def own_algorithm(checkpoint: Checkpoint, d: int) -> list[metrics.Reference]:
     """A compiled learner's own algorithm at its own parameters (``lam``, ``alpha``, ``w0``),
     as a reference: the positive control, SPD at rounding level."""
     name = str(checkpoint.algorithm.get("name"))
-    if checkpoint.algorithm.get("trained") or not solvers.has_closed_form(name):
+    if checkpoint.trained or not solvers.has_closed_form(name):
         return []
     own = metrics.own_reference(name)
     learners = metrics.reference_learners(name, checkpoint.algorithm.get("params") or {}, d)
@@ -97,9 +97,9 @@ def own_algorithm(checkpoint: Checkpoint, d: int) -> list[metrics.Reference]:
 def examples_of(checkpoint: Checkpoint) -> int:
     """The exemplars a checkpoint's prompts hold: a trained model's training ``n``, a compiled
     learner's ``n`` (1 for a single-exemplar construction such as gd)."""
-    record = checkpoint.algorithm
-    trained = ((record.get("training") or {}).get("config") or {}).get("n")
-    return int(trained if trained is not None else (record.get("params") or {}).get("n", 1))
+    trained = checkpoint.training_config.get("n")
+    return int(trained if trained is not None else
+               (checkpoint.algorithm.get("params") or {}).get("n", 1))
 
 
 def model_predictions(checkpoint: Checkpoint, tasks: Tasks, chunk: int = 256) -> torch.Tensor:
@@ -116,10 +116,7 @@ def compare_checkpoint(path: str, n_tasks: int, noise: float | None, lams: tuple
         raise ValueError(f"{path}: rawc compare reads interleaved x/y prompts; this model takes "
                          f"{checkpoint.shape.input_format.value} tokens (rawc verify checks "
                          "linear-attention blocks against their closed form)")
-    record = checkpoint.algorithm
-    trained = bool(record.get("trained"))
-    recorded = ((record.get("training") or {}).get("config") or {}).get("noise", 0.0)
-    noise = recorded if noise is None else noise
+    noise = checkpoint.training_config.get("noise", 0.0) if noise is None else noise
     d, n = checkpoint.shape.d_in - 1, examples_of(checkpoint)
     bound = checkpoint.input_bound or float("inf")
     # One more exemplar than the prompt holds: its label is the query's, for the MSE.
@@ -134,7 +131,7 @@ def compare_checkpoint(path: str, n_tasks: int, noise: float | None, lams: tuple
     mse = (((ours - labels) ** 2).mean(0) / d).tolist()
     ilwd, r2 = implicit_weight_distances(checkpoint, learners, xs[:ILWD_TASKS],
                                          ys[:ILWD_TASKS], bound, seed)
-    return Comparison(os.path.basename(path), trained, d, n, mse, spd, ilwd, r2)
+    return Comparison(os.path.basename(path), checkpoint.trained, d, n, mse, spd, ilwd, r2)
 
 
 def implicit_weight_distances(checkpoint: Checkpoint, learners: list[metrics.Reference],

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import sys
 import time
 
@@ -28,6 +27,7 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
+from construct.model.checkpoint import replace_atomically
 from construct.model.transformer import momentum_matrix
 from construct.targets.architecture import Activation, AttnKind, ModelShape
 from verify.tasks import interleave
@@ -178,10 +178,9 @@ class TrainState:
     seconds: float = 0.0
 
     def save(self, path: str) -> None:
-        tmp = f"{path}.tmp"
-        torch.save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                    "step": self.step, "losses": self.losses, "seconds": self.seconds}, tmp)
-        os.replace(tmp, path)
+        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "step": self.step, "losses": self.losses, "seconds": self.seconds}
+        replace_atomically(path, lambda tmp: torch.save(state, tmp))
 
     def load(self, path: str) -> None:
         saved = torch.load(path, map_location="cpu", weights_only=False)

@@ -33,6 +33,7 @@ from construct.model.inputs import concat_xy_tokens
 from construct.model.linear import LinearConstruction
 from construct.model.transformer import Transformer
 from construct.targets.linear.block import LSABlock, LSAModel
+from verify.devices import resolve_device
 from construct.algorithms.linear_attention import LSA_ALGORITHMS, ahn_gamma, inverse_gamma, one_step_risk
 
 PRIORS = ("identity", "inverse")
@@ -205,8 +206,7 @@ def report(result: TrainResult, spd_tol: float, g_tol: float) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    device = args.device if args.device != "auto" else (
-        "cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(args.device)
     if device == "cpu":  # small matrices: extra threads only contend on a busy CPU
         torch.set_num_threads(1)
     sigma = None if args.sigma is None else tuple(float(v) for v in args.sigma.split(","))

@@ -99,8 +99,7 @@ def probe_checkpoint(path: str, n_tasks: int, prefix: int | None, noise: float |
     k = n if prefix is None else prefix
     if not 1 <= k <= n:
         raise ValueError(f"--prefix must be between 1 and n = {n}, got {k}")
-    recorded = ((checkpoint.algorithm.get("training") or {}).get("config") or {}).get("noise", 0)
-    noise = recorded if noise is None else noise
+    noise = checkpoint.training_config.get("noise", 0.0) if noise is None else noise
     prior = checkpoint.shape.prior_column
     tasks = make_tasks(d, n_tasks, checkpoint.input_bound or float("inf"), seed, n_examples=k,
                        noise=noise)
