@@ -57,8 +57,8 @@ def pictures_section(name: str, compiled: CompiledModel, folder: str = "pictures
     captions = ["The residual stream: which slot holds which rows in which half-layer (rows of "
                 "slots that are dead are handed to later slots)."]
     notes = [stage_note(compiled, b) for b in range(len(layers))]
-    captions += [f"Layer {l}" + ("" if l == b else f" (`blocks.{b}`, {notes[b]})" if notes[b]
-                                 else f" (`blocks.{b}`)")
+    captions += [f"Layer {l}" + (f" (`blocks.{b}`, {notes[b]})" if notes[b] else
+                                 "" if l == b else f" (`blocks.{b}`)")
                  + ": each head's score matrix from the position rows (the bright cell "
                  "in each row is the column the head reads), its value-output map between "
                  "slots, and the MLP's input and output weights between slots and units."

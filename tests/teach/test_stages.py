@@ -66,3 +66,15 @@ def test_explain_form_refused_where_it_does_not_apply(tmp_path):
                     params=get_algorithm("sgd").resolve(d=2, n=2))
     with pytest.raises(ValueError, match="does not apply to a checkpoint"):
         explain_command.render(_args(str(path), form="shared"))
+
+
+def test_every_shared_block_caption_says_where_it_runs():
+    """Blocks 0 and 1 of sgd-shared are drawn at layers 0 and 1, their own indices: their
+    captions lost "run at layers 0, 2, 4, 6" once (only a block drawn elsewhere kept a note)."""
+    from construct.teach.course import pictures_section
+
+    compiled = _compiled("sgd", "shared", d=2, n=4)
+    text = "\n".join(pictures_section("s", compiled))
+    assert "Layer 0 (`blocks.0`, run at layers 0, 2, 4, 6" in text
+    assert "Layer 1 (`blocks.1`, run at layers 1, 3, 5, 7" in text
+    assert "Layer 8 (`blocks.2`)" in text
