@@ -73,3 +73,24 @@ def test_verdict_needs_icl_above_the_context_chance_then_a_fall_while_the_loss_f
                  {"step": 2, "loss": 0.1, "icl": 0.14, "iwl": 0.9}]
     found = transience.verdict(at_chance)  # the first CPU run: IWL took over, ICL never came
     assert not found["emerged"] and not found["transient"]
+
+
+
+def test_a_training_bar_inside_a_ray_task_is_drawn_by_the_driver():
+    """A grid point trains for minutes inside a Ray task; its bar must be Ray's (which the
+    driver draws), not a terminal tqdm the worker's hidden stderr swallows."""
+    pytest.importorskip("ray")
+    from verify.sweeps import ray_map
+
+    def bar_kind_and_count(total: int) -> tuple[str, int]:  # local: Ray ships it by value
+        from verify.sweeps import step_bar
+
+        bar = step_bar(total, "probe", initial=2)
+        for _ in range(total - 2):
+            bar.update()
+        bar.set_postfix(loss="0.5")
+        bar.close()
+        return type(bar).__name__, total
+
+    assert list(ray_map(bar_kind_and_count, [(5,)], num_cpus=1)) == [("_TaskBar", 5)]
+    assert bar_kind_and_count(5) == ("tqdm", 5)

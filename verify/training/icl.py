@@ -19,17 +19,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import sys
 import time
 
 import numpy as np
 import torch
 from torch.nn import functional as F
-from tqdm import tqdm
 
 from construct.model.checkpoint import replace_atomically
 from construct.model.transformer import momentum_matrix
 from construct.targets.architecture import Activation, AttnKind, ModelShape
+from verify.sweeps import step_bar
 from verify.tasks import interleave
 
 LOG_POINTS = 50  # the training record keeps this many loss readings
@@ -199,16 +198,15 @@ def new_state(config: ICLConfig) -> TrainState:
 
 
 def train(config: ICLConfig, state: TrainState | None = None, resume_path: str | None = None,
-          save_every: int = 500, progress: bool = True, until: int | None = None
-          ) -> TrainState:
+          save_every: int = 500, progress: bool = True, until: int | None = None,
+          progress_label: str | None = None) -> TrainState:
     """Run (or continue) training to ``config.steps`` (or stop at step ``until``, as an
     interruption would); write ``resume_path`` every ``save_every`` steps and on the way out
     (Ctrl-C included) when it is given."""
     state = state or new_state(config)
     every = max(1, config.steps // LOG_POINTS)
     started = time.perf_counter() - state.seconds
-    bar = tqdm(total=config.steps, initial=state.step, desc="train", unit="step",
-               file=sys.stderr, leave=False, disable=not progress, delay=2.0)
+    bar = step_bar(config.steps, progress_label or "train", state.step, enabled=progress)
     try:
         while state.step < min(config.steps, until or config.steps):
             generator = torch.Generator().manual_seed(config.seed * 1_000_003 + state.step)

@@ -59,7 +59,7 @@ def run_point(config: ICLConfig, folder: str, eval_tasks: int, alpha: float) -> 
     from verify.training.icl import train, trained_model, training_record
 
     torch.set_num_threads(1)
-    state = train(config, progress=False)
+    state = train(config, progress_label=f"L{config.layers} noise {config.noise:g}")
     path = os.path.join(folder, f"phase-L{config.layers}-noise{config.noise:g}.safetensors")
     save_checkpoint(trained_model(config, state), path, "trained-icl",
                     {"d": config.d, "n": config.n}, training_record(config, state))

@@ -41,7 +41,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from construct.targets.architecture import Activation, ModelShape
-from verify.sweeps import ray_map
+from verify.sweeps import ray_map, step_bar
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,8 +149,9 @@ def run(config: TransienceConfig, progress: bool = True) -> dict[str, object]:
     iwl_set = mixture.bursty(config.eval_sequences, evaluation, in_context=False)
     log: list[dict[str, float]] = []
     running = 0.0
-    for step in tqdm(range(1, config.steps + 1), desc=f"transience wd={config.weight_decay:g}",
-                     unit="step", file=sys.stderr, leave=False, disable=not progress, delay=2):
+    bar = step_bar(config.steps, f"transience wd={config.weight_decay:g}", enabled=progress)
+    for step in range(1, config.steps + 1):
+        bar.update()
         for group in optimizer.param_groups:
             group["lr"] = config.lr * min(1.0, step / warmup)
         tokens, targets = mixture.bursty(config.batch,
@@ -163,6 +164,7 @@ def run(config: TransienceConfig, progress: bool = True) -> dict[str, object]:
         if step % config.eval_every == 0 or step == config.steps:
             log.append({"step": step, "loss": running, "icl": accuracy(model, *icl_set),
                         "iwl": accuracy(model, *iwl_set)})
+    bar.close()
     return {"config": dataclasses.asdict(config), "log": log, "verdict": verdict(log)}
 
 
@@ -190,7 +192,7 @@ def verdict(log: list[dict[str, float]], drop: float = 0.1) -> dict[str, object]
 def run_pair(config: TransienceConfig, l2: float, ray_address: str | None
              ) -> list[dict[str, object]]:
     """The run without weight decay and the run with ``l2``, side by side as Ray tasks."""
-    calls = [(dataclasses.replace(config, weight_decay=wd), False) for wd in (0.0, l2)]
+    calls = [(dataclasses.replace(config, weight_decay=wd),) for wd in (0.0, l2)]
     runs = list(tqdm(ray_map(run, calls, address=ray_address), total=2, desc="transience",
                      unit="run", file=sys.stderr))
     return sorted(runs, key=lambda r: r["config"]["weight_decay"])
