@@ -10,7 +10,8 @@ import numpy as np
 from construct.algorithms.family import Family
 
 LOWERING_OPTIONS = {"schedule": "packed", "form": "stacked", "target": "paper",
-                    "gelu_product": "richardson"}
+                    "gelu_product": "richardson",
+                    "position_code": None}  # None: the one the context length calls for
 
 
 def check_size(algorithm, params: dict[str, object], config, args: argparse.Namespace) -> None:
@@ -38,7 +39,8 @@ def check_size(algorithm, params: dict[str, object], config, args: argparse.Name
 
 
 def lowering_choices(args: argparse.Namespace, name: str, family: Family) -> dict[str, str]:
-    """``--schedule``, ``--form``, ``--target``, ``--gelu-product``, defaulted; one given where
+    """``--schedule``, ``--form``, ``--target``, ``--gelu-product``, ``--position-code``,
+    defaulted; one given where
     it does not apply is refused, not ignored."""
     given = {option: value for option in LOWERING_OPTIONS
              if (value := getattr(args, option, None)) is not None}

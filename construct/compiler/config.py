@@ -2,7 +2,7 @@
 
 | constant | used by | error term it controls |
 |---|---|---|
-| ``attn_hardness`` N | every attention head (position codes) | softmax leak ``<= 2 e^-N`` |
+| ``attn_hardness`` N | every attention head (position codes) | softmax leak ``<= 2 e^-N`` (dyadic code: ``n_ctx e^-2N``) |
 | ``mul_scale`` eps | ``mul`` (GeLU product, Lemma 4) | ``1.5 eps^2`` relative (``3.1 eps^4`` with ``richardson``), rounding ``~u/eps`` |
 | ``div_scale`` N_div | ``div`` (LayerNorm division, Lemma 8) | ``E / (4 N_div^2 m^2)`` relative |
 | ``ln_pad`` P | ``mul`` in models with LayerNorm (bypass, Lemma 6) | ``E / (4 P^2)`` relative |
@@ -57,6 +57,24 @@ class GeluProduct(enum.StrEnum):
     RICHARDSON = "richardson"
 
 
+class PositionCode(enum.StrEnum):
+    """The position code of point reads (``construct.compiler.position_codes``).
+
+    ``quadratic``: keys ``(j, j^2)``, gap ``N``, two rows; its scores grow as ``N n_ctx^2``.
+    ``dyadic``: keys ``cos, sin(2 pi j / 2^f)``, gap ``2 N`` at every length, ``2F - 1`` rows
+    per point read map (``2^F >= n_ctx``)."""
+
+    QUADRATIC = "quadratic"
+    DYADIC = "dyadic"
+
+    @classmethod
+    def for_context(cls, n_ctx: int, hardness: float) -> PositionCode:
+        """Quadratic while float32 rounds its scores (``4 u 3 N n_ctx^2``) by less than half
+        its gap ``N`` (``n_ctx <= 836``), dyadic beyond."""
+        rounding = 4 * unit_roundoff("float32") * 3 * hardness * n_ctx ** 2
+        return cls.QUADRATIC if rounding <= hardness / 2 else cls.DYADIC
+
+
 def unit_roundoff(dtype: str) -> float:
     return {"float64": 2.0 ** -53, "float32": 2.0 ** -24}[dtype]
 
@@ -94,6 +112,7 @@ class CompileConfig:
     form: str = "stacked"
     target: MlpTarget = MlpTarget.PAPER
     gelu_product: GeluProduct = GeluProduct.RICHARDSON
+    position_code: PositionCode | None = None  # None: the one n_ctx calls for (``code``)
 
     def __post_init__(self) -> None:
         # A checkpoint's constants arrive as JSON: a string or null where a number belongs
@@ -131,6 +150,13 @@ class CompileConfig:
             raise ValueError(f"target must be one of {', '.join(t.value for t in MlpTarget)}, "
                              f"got {self.target!r}") from None
         torch_dtype(self.dtype)
+        try:
+            if self.position_code is not None:
+                object.__setattr__(self, "position_code", PositionCode(self.position_code))
+        except ValueError:
+            raise ValueError("position_code must be one of "
+                             f"{', '.join(c.value for c in PositionCode)}, "
+                             f"got {self.position_code!r}") from None
 
     @classmethod
     def for_dtype(cls, dtype: DType = "float64", **overrides: object) -> CompileConfig:
@@ -146,9 +172,15 @@ class CompileConfig:
                  "float32": dict(div_scale=1e6, ln_pad=1e7)}[dtype]
         return cls(**{**tuned, "mul_scale": mul_scale, "dtype": dtype, **overrides})
 
+    @property
+    def code(self) -> PositionCode:
+        """The position code in force: the one given, else the one ``n_ctx`` calls for."""
+        return self.position_code or PositionCode.for_context(self.n_ctx, self.attn_hardness)
+
     def replace(self, **changes: object) -> CompileConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, object]:
         return {**dataclasses.asdict(self), "target": self.target.value,
-                "gelu_product": self.gelu_product.value}
+                "gelu_product": self.gelu_product.value,
+                "position_code": self.code.value}

@@ -160,14 +160,6 @@ def per_dtype(scaled_count: float) -> dict[str, float]:
     return {dtype: scaled_count * unit_roundoff(dtype) for dtype in ("float64", "float32")}
 
 
-def point_read_leak(hardness: float, n_ctx: int, dtype: str = "float64") -> float:
-    """Softmax weight off the target column for a point read (quadratic position code)."""
-    margin = hardness - 4 * unit_roundoff(dtype) * 3 * hardness * n_ctx ** 2
-    if margin <= 0:
-        return 1.0
-    return min(1.0, 2 * math.exp(-margin) / (1 - math.exp(-3 * margin)))
-
-
 def mean_read_leak(hardness: float, n_ctx: int, dtype: str = "float64") -> float:
     """Softmax weight on columns of the wrong kind for a mean read."""
     margin = hardness - 4 * unit_roundoff(dtype) * hardness

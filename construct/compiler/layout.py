@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import dataclasses
 
+from construct.compiler.position_codes import KIND_ROWS, QUADRATIC_KEY_ROWS
 from construct.language.program import Program
 from construct.compiler.schedule import Schedule
 
-POSITION_ROWS = ("pos", "pos2", "one", "is_x", "is_y")
+POSITION_ROWS = QUADRATIC_KEY_ROWS + KIND_ROWS  # the quadratic code's; ``position_rows`` in general
 LN_ROWS = ("ln_zero", "ln_pad_pos", "ln_pad_neg")
 FOREVER = 10 ** 9
 
@@ -37,6 +38,11 @@ class Layout:
     def ln_pad_rows(self) -> tuple[int, ...]:
         """The LayerNorm pad rows (``+P``, ``-P``), where the layout has them."""
         return tuple(self.fixed[name] for name in LN_ROWS[1:] if name in self.fixed)
+
+    @property
+    def position_rows(self) -> tuple[int, ...]:
+        """The rows the position table fills (codes, ``one``, kinds, dyadic queries)."""
+        return tuple(row for name, row in self.fixed.items() if name not in LN_ROWS)
 
     @property
     def fresh(self) -> frozenset[str]:
@@ -90,11 +96,14 @@ def lifetimes(program: Program, schedule: Schedule) -> dict[str, tuple[int, int]
     return {name: (a, b) for name, (a, b) in spans.items()}
 
 
-def allocate(program: Program, schedule: Schedule) -> Layout:
+def allocate(program: Program, schedule: Schedule,
+             position_rows: tuple[str, ...] = POSITION_ROWS) -> Layout:
+    """``position_rows``: the fixed rows of the position code
+    (``construct.compiler.position_codes.position_rows``)."""
     slots = program.slot_map
     placed: dict[str, tuple[int, int]] = {program.y_slot: (0, 1),
                                           program.x_slot: (1, 1 + program.d)}
-    fixed_names = POSITION_ROWS + (LN_ROWS if schedule.uses_layernorm else ())
+    fixed_names = position_rows + (LN_ROWS if schedule.uses_layernorm else ())
     base = 1 + program.d
     fixed = {name: base + i for i, name in enumerate(fixed_names)}
     base += len(fixed_names)

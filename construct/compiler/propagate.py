@@ -26,7 +26,8 @@ import torch
 
 from construct.compiler.analysis import Bounds
 from construct.compiler.config import CompileConfig, torch_dtype, unit_roundoff
-from construct.compiler.error_models import ErrorModel, largest_output_weight, point_read_leak
+from construct.compiler.error_models import ErrorModel, largest_output_weight
+from construct.compiler.position_codes import point_read_leak
 from construct.compiler.layout import Layout
 from construct.language.program import Aff, Div, Mov, Mul, Program
 
@@ -96,7 +97,7 @@ def representable(compiled: ErrorBudget, dtype: str) -> bool:
 def clearing_factor(config: CompileConfig, dtype: str) -> float:
     """What clearing a row leaves, per unit of what the row held: the softmax read of the old
     value misses ``2 leak`` of it and the subtraction rounds (``6 u``)."""
-    leak = point_read_leak(config.attn_hardness, config.n_ctx, "float32")
+    leak = point_read_leak(config.code, config.attn_hardness, config.n_ctx, "float32")
     return 2 * leak + 6 * unit_roundoff(dtype)
 
 

@@ -16,8 +16,9 @@ from tqdm import tqdm
 from construct.compiler import analysis
 
 from construct.compiler import error_models as errors
-from construct.compiler.config import DTYPES, CompileConfig, MlpTarget
+from construct.compiler.config import DTYPES, CompileConfig, MlpTarget, PositionCode
 from construct.compiler.layout import Layout, allocate
+from construct.compiler.position_codes import position_rows
 from construct.compiler.fusion import SELF, layer_forms
 from construct.compiler.intervals import check_constants, check_magnitudes, resolve_divisors
 from construct.compiler.propagate import end_to_end_bound
@@ -123,6 +124,7 @@ def compile_program(program: Program, config: CompileConfig | None = None) -> Co
     fresh layer (so all get one relative schedule) and scales its products by the worst
     iteration's bounds, so the iterations lower to identical layers, stored once."""
     config = config or CompileConfig()
+    config = config.replace(position_code=config.code)  # fixed for good: the record says it
     if not program.ops:
         raise CompileRefusal(Refusal.NO_OPERATIONS,
                              f"program {program.name!r} has no operations: a checkpoint needs at "
@@ -132,7 +134,7 @@ def compile_program(program: Program, config: CompileConfig | None = None) -> Co
     shared = source.loop is not None and config.form == "shared"
     gated = config.target is MlpTarget.GATED
     schedule = build_schedule(program, config.schedule, _loop_barriers(source, config))
-    layout = allocate(program, schedule)
+    layout = allocate(program, schedule, position_rows(config.code, config.n_ctx, program))
     bounds = analysis.magnitude_bounds(program, config.input_bound)
     check_magnitudes(program, bounds.results)
     if shared:
@@ -170,12 +172,13 @@ def compile_program(program: Program, config: CompileConfig | None = None) -> Co
     shape = ModelShape(
         d_model=layout.d_model, n_layers=schedule.n_layers,
         n_heads=max([1] + [len(a.heads) for a in attn_halves]),
-        d_head=max([2] + [h.w_v.shape[1] for a in attn_halves for h in a.heads]),
+        d_head=max([2] + [max(h.w_v.shape[1], h.w_q.shape[1])
+                          for a in attn_halves for h in a.heads]),
         d_mlp=max([1] + [m.w_in.shape[1] for m in mlp_halves]),
         n_ctx=config.n_ctx, d_in=program.d + 1, d_out=1,
         act_fn=Activation.RELU if gated else Activation.GELU, gated_mlp=gated, ln1=False,
         ln2=schedule.uses_layernorm, ln_eps=config.ln_eps, prior_column=program.prior_column)
-    weights = _weights(program, layout, shape, attn_halves, mlp_halves)
+    weights = _weights(program, layout, shape, attn_halves, mlp_halves, config.code)
     for index, ln_use in enumerate(ln_uses):
         if ln_use is not None:
             _balance_pads(weights, layout, index, attn_halves[index])
@@ -297,7 +300,7 @@ def _balance_pads(weights: dict[str, np.ndarray], layout: Layout, layer: int,
 
 
 def _weights(program: Program, layout: Layout, shape: ModelShape, attn_halves: list,
-             mlp_halves: list) -> dict[str, np.ndarray]:
+             mlp_halves: list, code: PositionCode) -> dict[str, np.ndarray]:
     D, H, dh, M = shape.d_model, shape.n_heads, shape.d_head, shape.d_mlp
     w: dict[str, np.ndarray] = {}
     embed = np.zeros((shape.d_in, D))
@@ -305,14 +308,14 @@ def _weights(program: Program, layout: Layout, shape: ModelShape, attn_halves: l
     for k, row in enumerate(layout.rows(program.x_slot)):
         embed[k + 1, row] = 1.0
     w["embed.W_E"] = embed
-    w["pos_embed.W_pos"] = position_table(program, layout, shape.n_ctx)
+    w["pos_embed.W_pos"] = position_table(program, layout, shape.n_ctx, code)
     for l, (attn, mlp) in enumerate(zip(attn_halves, mlp_halves)):
         p = f"blocks.{l}."
         arrays = {name: np.zeros((H, D, dh)) for name in ("W_Q", "W_K", "W_V")}
         w_o = np.zeros((H, dh, D))
         for h, head in enumerate(attn.heads):
-            arrays["W_Q"][h, :, :2] = head.w_q
-            arrays["W_K"][h, :, :2] = head.w_k
+            arrays["W_Q"][h, :, :head.w_q.shape[1]] = head.w_q
+            arrays["W_K"][h, :, :head.w_k.shape[1]] = head.w_k
             arrays["W_V"][h, :, :head.w_v.shape[1]] = head.w_v
             for j, row in enumerate(head.out_rows):
                 w_o[h, j, row] = 1.0

@@ -1,5 +1,5 @@
-"""What each named program computes, in words and formulas: the first section of its explain
-page ("What it computes")."""
+"""The words of an explain page: what each named program computes (its first section, "What
+it computes"), what each fixed row holds and what each constant controls."""
 from __future__ import annotations
 
 BLURBS = {
@@ -34,4 +34,47 @@ BLURBS = {
              "pivot is at the corner): `2d + 3` layers whatever `n` "
              "(`construct/algorithms/ridge_solve.py`). `--method newton` runs Newton–Schulz "
              "steps instead, `--method sherman-morrison` the paper's stack of `n` updates.",
+}
+
+FIXED_ROWS = {
+    "pos": "`t / n_ctx` at column `t`: key code of every point read (`k_j = (j, j²)`)",
+    "pos2": "`(t / n_ctx)²`: the second key code of point reads",
+    "one": "constant 1: query offsets of the read maps",
+    "is_x": "1 at x-token columns (even `t`), else 0",
+    "is_y": "1 at y-token columns (odd `t`), else 0",
+    "ln_zero": "always 0; balances every MLP unit's input weights to sum 0 (LN mean cancels)",
+    "ln_pad_pos": "`+P` (mul layer) or `+N·c` (div layer), set by the self head: the LN scale",
+    "ln_pad_neg": "`-P` / `-N·c`: the pad's mirror, so the pads add no mean",
+}
+
+
+def dyadic_row(name: str) -> str:
+    """What a dyadic code row holds (``code_c3``: ``cos(2π t / 2^3)``; ``query0_s2``: read
+    map 0's query, ``sin`` of its target)."""
+    prefix, _, component = name.rpartition("_")
+    if not (prefix == "code" or prefix.startswith("query")) or component[:1] not in ("c", "s"):
+        return ""
+    wave = {"c": "cos", "s": "sin"}[component[0]]
+    if prefix == "code":
+        return f"`{wave}(2π t / 2^{component[1:]})`: dyadic key code of every point read"
+    return (f"`{wave}(2π τ / 2^{component[1:]})`, `τ` the column read map {prefix[5:]} reads "
+            "(clamped): its dyadic query code")
+
+
+CONSTANTS = {
+    "input_bound": "declared bound `B` on every input entry; every bound assumes it",
+    "n_ctx": "longest sequence the position table holds; enters softmax leak and rounding",
+    "attn_hardness": "softmax hardness `N` of every head: leak `<= 2 e^-N` off the target",
+    "mul_scale": "GeLU pre-scale `eps` of `mul` (Lemma 4): error `~1.5 eps²` (Richardson: "
+                 "`~3.1 eps⁴`) + `~u / eps`",
+    "gelu_product": "`lemma4`: the paper's one-scale GeLU product; `richardson`: scales `eps` "
+                    "and `2 eps` combined so the `eps²` terms cancel",
+    "position_code": "`quadratic`: point-read keys `(j, j²)`, gap `N`, float32 resolves them "
+                     "to `n_ctx = 836`; `dyadic`: keys `cos, sin(2π j / 2^f)`, gap `2N` at any "
+                     "length, `2F - 1` rows per read map",
+    "div_scale": "LayerNorm division pad `N_div` (Lemma 8): relative error `~E / N_div²`",
+    "ln_pad": "LayerNorm pad `P` fixing the scale of `mul` layers (Lemma 6): rel. error `E/2P²`",
+    "ln_eps": "LayerNorm epsilon (enters the division error)",
+    "schedule": "`packed`: independent ops share a layer (Lemma 7); `sequential`: one each",
+    "dtype": "dtype the constants above were tuned for",
 }

@@ -27,7 +27,7 @@ from construct.targets.paper.attention import mlp_clears_in_attention
 from construct.language.printer import op_text
 from construct.language.program import Aff, Div, Mov, Mul, Op, Program, to_fraction
 from construct.compiler.propagate import end_to_end_bound, propagated_bounds
-from construct.teach.blurbs import BLURBS
+from construct.teach.blurbs import BLURBS, CONSTANTS, FIXED_ROWS, dyadic_row
 
 DTYPES = ("float64", "float32")
 SWEEP_DS = (1, 2, 4, 8, 16)
@@ -39,30 +39,6 @@ LISTINGS = {"gd-appendix-a": "gd", "sherman-morrison-appendix-b": "sherman-morri
 PAPER = {"gd": ("Theorem 1 (Appendix A)", 9, "3+4d", lambda d: 3 + 4 * d),
          "sherman-morrison": ("Theorem 2 (Appendix B)", 14, "3+5d+3d²",
                               lambda d: 3 + 5 * d + 3 * d * d)}
-FIXED_ROWS = {
-    "pos": "`t / n_ctx` at column `t`: key code of every point read (`k_j = (j, j²)`)",
-    "pos2": "`(t / n_ctx)²`: the second key code of point reads",
-    "one": "constant 1: query offsets of the read maps",
-    "is_x": "1 at x-token columns (even `t`), else 0",
-    "is_y": "1 at y-token columns (odd `t`), else 0",
-    "ln_zero": "always 0; balances every MLP unit's input weights to sum 0 (LN mean cancels)",
-    "ln_pad_pos": "`+P` (mul layer) or `+N·c` (div layer), set by the self head: the LN scale",
-    "ln_pad_neg": "`-P` / `-N·c`: the pad's mirror, so the pads add no mean",
-}
-CONSTANTS = {
-    "input_bound": "declared bound `B` on every input entry; every bound assumes it",
-    "n_ctx": "longest sequence the position table holds; enters softmax leak and rounding",
-    "attn_hardness": "softmax hardness `N` of every head: leak `<= 2 e^-N` off the target",
-    "mul_scale": "GeLU pre-scale `eps` of `mul` (Lemma 4): error `~1.5 eps²` (Richardson: "
-                 "`~3.1 eps⁴`) + `~u / eps`",
-    "gelu_product": "`lemma4`: the paper's one-scale GeLU product; `richardson`: scales `eps` "
-                    "and `2 eps` combined so the `eps²` terms cancel",
-    "div_scale": "LayerNorm division pad `N_div` (Lemma 8): relative error `~E / N_div²`",
-    "ln_pad": "LayerNorm pad `P` fixing the scale of `mul` layers (Lemma 6): rel. error `E/2P²`",
-    "ln_eps": "LayerNorm epsilon (enters the division error)",
-    "schedule": "`packed`: independent ops share a layer (Lemma 7); `sequential`: one each",
-    "dtype": "dtype the constants above were tuned for",
-}
 SweepRow = tuple[int, CompiledModel, dict[str, float]]  # d, model (float64 constants), bounds
 
 
@@ -178,7 +154,8 @@ def _section_layout(compiled: CompiledModel) -> list[str]:
                      stop - start, slots[name].shape_text,
                      f"{first}..{last if last < FOREVER else 'end'}",
                      f"{_half(first)} → {_half(last)}"))
-    fixed = [(f"`{name}`", row, FIXED_ROWS.get(name, "")) for name, row in layout.fixed.items()]
+    fixed = [(f"`{name}`", row, FIXED_ROWS.get(name, "") or dyadic_row(name))
+             for name, row in layout.fixed.items()]
     return ["## Residual-stream layout", "", f"`d_model = {layout.d_model}`. Half `2l` is the "
             "attention of layer `l` (`blocks.l` in the checkpoint), half `2l+1` its MLP; a slot "
             "lives from the half that first writes it to the half that last reads it.", "",

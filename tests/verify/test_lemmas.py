@@ -15,7 +15,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from construct.compiler import error_models as errors
-from construct.compiler.config import GeluProduct
+from construct.compiler.config import GeluProduct, PositionCode
+from construct.compiler.position_codes import point_read_leak
 from verify.proofs import lemmas
 
 GELU_KINDS = sorted(lemmas.GELUS)
@@ -127,5 +128,5 @@ def test_division_bound_dominates_leading_term(energy: float, width: int, ln_eps
 def test_point_read_leak_is_the_derived_bound_plus_rounding_margin(hardness: float) -> None:
     assert lemmas.softmax_saturation().holds
     derived = float(lemmas.point_read_leak(sp.Float(hardness, 30)))
-    model = errors.point_read_leak(hardness, n_ctx=2, dtype="float64")
+    model = point_read_leak(PositionCode.QUADRATIC, hardness, n_ctx=2, dtype="float64")
     assert derived <= model <= derived * (1 + 1e-10)

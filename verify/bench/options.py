@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from construct.compiler.config import GeluProduct, MlpTarget
+from construct.compiler.config import GeluProduct, MlpTarget, PositionCode
 
 _SWEEP = frozenset({"json", "max_d", "max_n", "max_stack_layers", "seed", "target", "trials"})
 USES: dict[str, frozenset[str]] = {
@@ -18,11 +18,12 @@ USES: dict[str, frozenset[str]] = {
     "verify": frozenset({"json", "trials"}),
     "targets": frozenset({"gelu_product", "json", "max_d", "max_n", "seed", "target", "trials"}),
     "ridge": _SWEEP,
-    "horizon": _SWEEP,
+    "horizon": _SWEEP | {"position_code"},
 }
 DEFAULTS: dict[str, object] = {"target": "paper,gated", "gelu_product": "richardson,lemma4",
                                "seed": 0, "trials": 1000, "max_d": 64, "max_n": 4096,
-                               "max_stack_layers": 800, "json": False}
+                               "max_stack_layers": 800, "json": False,
+                               "position_code": "quadratic,dyadic"}
 POSITIVE = ("trials", "max_d", "max_n", "max_stack_layers")
 
 
@@ -49,6 +50,7 @@ def settle(args: argparse.Namespace) -> argparse.Namespace:
         raise ValueError(f"--seed must be >= 0, got {args.seed}")
     _check_names("target", args.target, MlpTarget)
     _check_names("gelu_product", args.gelu_product, GeluProduct)
+    _check_names("position_code", args.position_code, PositionCode)
     return args
 
 

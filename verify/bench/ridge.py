@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from construct.algorithms.registry import get_algorithm
 from construct.algorithms.ridge_solve import RidgeMethod
-from construct.compiler.config import CompileConfig, MlpTarget
+from construct.compiler.config import CompileConfig, MlpTarget, PositionCode
 from construct.compiler.limits import limits
 from construct.model.assemble import compile_program
 from verify.bench.targets import relative_error
@@ -83,19 +83,20 @@ HORIZON_ERROR = 1e-3
 
 
 def _learner_error(name: str, params: dict[str, object], dtype: str, target: MlpTarget,
-                   trials: int, seed: int) -> float:
+                   trials: int, seed: int, code: PositionCode | None = None) -> float:
     algorithm = get_algorithm(name)
     n = int(params["n"])
-    config = CompileConfig.for_dtype(dtype, target=target, n_ctx=2 * n + 2)
+    config = CompileConfig.for_dtype(dtype, target=target, n_ctx=2 * n + 2, position_code=code)
     compiled = compile_program(algorithm.program(params, config.input_bound), config)
     count, batch = tasks_for(n, trials)
     return relative_error(compiled, name, params, dtype, count, seed, batch)
 
 
 def horizon(d: int, target: MlpTarget, max_n: int, max_layers: int, trials: int, seed: int,
-            progress: bool = True) -> list[dict[str, object]]:
+            progress: bool = True, code: PositionCode | None = None) -> list[dict[str, object]]:
     """Per learner and dtype: the relative error at each context length, and the first ``n``
-    where it exceeds ``HORIZON_ERROR`` (None: not within the lengths measured)."""
+    where it exceeds ``HORIZON_ERROR`` (None: not within the lengths measured); ``code``: the
+    position code (None: the one each length calls for)."""
     learners = [("ridge", {"method": m}) for m in RidgeMethod] + [("sgd", {}), ("gd-batch", {})]
     rows = []
     for name, extra in tqdm(learners, desc="learners", file=sys.stderr, disable=not progress,
@@ -108,25 +109,26 @@ def horizon(d: int, target: MlpTarget, max_n: int, max_layers: int, trials: int,
                 deep = (name == "sgd" or extra.get("method") is RidgeMethod.SHERMAN_MORRISON)
                 if deep and stack_layers(n) > max_layers:
                     break
-                errors[n] = _learner_error(name, params, dtype, target, trials, seed)
+                errors[n] = _learner_error(name, params, dtype, target, trials, seed, code)
                 if errors[n] > HORIZON_ERROR:
                     reached = n
                     break
             rows.append({"learner": name + (f" --method {extra['method']}" if extra else ""),
                          "dtype": dtype, "target": target.value, "d": d, "errors": errors,
-                         "horizon": reached})
+                         "horizon": reached, "position_code": code.value if code else "auto"})
     return rows
 
 
 def format_horizon(rows: list[dict[str, object]]) -> str:
-    lines = [f"{'learner':<34}{'dtype':<9}" + "".join(f"{n:>10}" for n in HORIZON_CONTEXTS)
-             + "   first n over 1e-3"]
+    lines = [f"{'learner':<34}{'target':<8}{'code':<11}{'dtype':<9}"
+             + "".join(f"{n:>10}" for n in HORIZON_CONTEXTS) + "   first n over 1e-3"]
     lines.append("-" * len(lines[0]))
     for r in rows:
         cells = "".join(f"{r['errors'][n]:>10.1e}" if n in r["errors"] else f"{'-':>10}"
                         for n in HORIZON_CONTEXTS)
         measured = max(r["errors"], default=0)
-        lines.append(f"{r['learner']:<34}{r['dtype']:<9}{cells}   "
+        lines.append(f"{r['learner']:<34}{r['target']:<8}{r['position_code']:<11}"
+                     f"{r['dtype']:<9}{cells}   "
                      + (str(r["horizon"]) if r["horizon"] else f"none up to {measured}"))
     return "\n".join(lines)
 
@@ -171,8 +173,9 @@ def main_horizon(args: argparse.Namespace) -> int:
     """``rawc bench horizon``: each learner's error against the context length, d = 4."""
     rows = []
     for target in [MlpTarget(t.strip()) for t in args.target.split(",")]:
-        rows += horizon(min(4, args.max_d), target, args.max_n, args.max_stack_layers,
-                        args.trials, args.seed, progress=not args.json)
+        for code in [PositionCode(c.strip()) for c in args.position_code.split(",")]:
+            rows += horizon(min(4, args.max_d), target, args.max_n, args.max_stack_layers,
+                            args.trials, args.seed, progress=not args.json, code=code)
     print(json.dumps(rows, indent=2) if args.json else format_horizon(rows))
     return 0
 

@@ -32,7 +32,7 @@ import sympy
 import torch
 
 from construct.compiler import analysis
-from construct.compiler.config import CompileConfig, GeluProduct, MlpTarget, torch_dtype
+from construct.compiler.config import CompileConfig, GeluProduct, MlpTarget, PositionCode, torch_dtype
 from construct.compiler.intervals import MAX_MAGNITUDE, resolve_divisors
 from construct.compiler.refusal import CompileRefusal, Refusal
 from construct.language import interpreter
@@ -65,23 +65,26 @@ class Outcome(enum.Enum):
 @dataclasses.dataclass(frozen=True)
 class Target:
     """One way to compile a program (``target``: the MLP, ``paper`` or ``gated``;
-    ``gelu_product``: the paper target's product rule)."""
+    ``gelu_product``: the paper target's product rule; ``position_code``: the point reads')."""
 
     schedule: str
     form: str
     dtype: str
     target: str = "paper"
     gelu_product: str = GeluProduct.RICHARDSON.value
+    position_code: str = PositionCode.QUADRATIC.value
 
     def config(self) -> CompileConfig:
         return CompileConfig.for_dtype(self.dtype, schedule=self.schedule, form=self.form,
-                                       target=self.target, gelu_product=self.gelu_product)
+                                       target=self.target, gelu_product=self.gelu_product,
+                                       position_code=self.position_code)
 
     @property
     def label(self) -> str:
         lemma4 = self.target == "paper" and self.gelu_product == GeluProduct.LEMMA4.value
-        return (f"{self.target}{'-lemma4' if lemma4 else ''}/{self.schedule}/{self.form}/"
-                f"{self.dtype}")
+        dyadic = self.position_code == PositionCode.DYADIC.value
+        return (f"{self.target}{'-lemma4' if lemma4 else ''}{'-dyadic' if dyadic else ''}/"
+                f"{self.schedule}/{self.form}/{self.dtype}")
 
 
 FRONT_END = Target("-", "-", "-", "front-end")
@@ -105,11 +108,20 @@ class Trial:
 
 
 def targets_for(program: Program) -> tuple[Target, ...]:
+    """Each MLP lowering under both schedules, forms and dtypes with the quadratic code;
+    the dyadic code under the packed schedule with either MLP target (the code changes the
+    heads' queries and keys and the leak, not the MLP or the schedule)."""
     forms = ("stacked", "shared") if program.loop is not None else ("stacked",)
-    lowerings = ((MlpTarget.PAPER, GeluProduct.RICHARDSON), (MlpTarget.PAPER, GeluProduct.LEMMA4),
-                 (MlpTarget.GATED, GeluProduct.RICHARDSON))
-    return tuple(Target(schedule, form, dtype, target.value, rule.value)
-                 for target, rule in lowerings for schedule in ("packed", "sequential")
+    quadratic, dyadic = PositionCode.QUADRATIC, PositionCode.DYADIC
+    lowerings = tuple((target, rule, quadratic, schedule)
+                      for target, rule in ((MlpTarget.PAPER, GeluProduct.RICHARDSON),
+                                           (MlpTarget.PAPER, GeluProduct.LEMMA4),
+                                           (MlpTarget.GATED, GeluProduct.RICHARDSON))
+                      for schedule in ("packed", "sequential"))
+    lowerings += tuple((target, GeluProduct.RICHARDSON, dyadic, "packed")
+                       for target in (MlpTarget.PAPER, MlpTarget.GATED))
+    return tuple(Target(schedule, form, dtype, target.value, rule.value, code.value)
+                 for target, rule, code, schedule in lowerings
                  for form in forms for dtype in ("float64", "float32"))
 
 

@@ -31,6 +31,7 @@ from construct.compiler.config import CompileConfig
 from construct.compiler.layout import Layout
 from construct.language.check import is_mlp_op
 from construct.compiler.fusion import SELF, LinearForm
+from construct.compiler.position_codes import point_read_leak
 from construct.targets.paper.positions import query_key
 from construct.language.program import Aff, Div, MeanOf, Mov, Program, ReadMap
 from construct.compiler.schedule import Layer, Schedule
@@ -94,8 +95,7 @@ def row_bounds(program: Program, layout: Layout, bounds: Bounds) -> np.ndarray:
         if name in layout.slots:
             rows = layout.rows(name)
             out[rows.start:rows.stop] = np.maximum(out[rows.start:rows.stop], value)
-    for name in ("pos", "pos2", "one", "is_x", "is_y"):
-        out[layout.fixed[name]] = 1.0
+    out[list(layout.position_rows)] = 1.0
     return out
 
 
@@ -124,7 +124,7 @@ def lower_attention(program: Program, schedule: Schedule, layer_index: int,
             column(SELF, row)[row] -= 1.0
         return float(max((garbage[row] for row in rows), default=0.0))
 
-    point_leak = errors.point_read_leak(hardness, n_ctx, "float32")
+    point_leak = point_read_leak(config.code, hardness, n_ctx, "float32")
     for i in sorted((*layer.attn, *layer.mlp)):
         op, form = program.ops[i], forms[i]
         if is_mlp_op(op):
@@ -172,7 +172,7 @@ def lower_attention(program: Program, schedule: Schedule, layer_index: int,
     heads = []
     for read in sorted(values, key=lambda r: (r != SELF, r.text())):
         rows = sorted(values[read])
-        w_q, w_k = query_key(read, layout, n_ctx, hardness)
+        w_q, w_k = query_key(read, layout, n_ctx, hardness, program, config.code)
         w_v = np.stack([values[read][r] for r in rows], axis=1)
         heads.append(Head(read, w_q, w_k, w_v, tuple(rows)))
     return AttentionHalf(tuple(heads), b_o, tuple(models), cleared)

@@ -33,6 +33,7 @@ from construct.targets.paper.layer_norm import LayerNormUse
 from construct.compiler.analysis import Bounds
 from construct.compiler.config import DTYPES, CompileConfig, GeluProduct, MlpTarget
 from construct.compiler.layout import Layout
+from construct.compiler.position_codes import point_read_leak
 from construct.compiler.fusion import LinearForm
 from construct.language.program import Div, Mul, Program
 from construct.compiler.schedule import Layer, Schedule
@@ -121,7 +122,7 @@ def lower_mlp(program: Program, schedule: Schedule, layer_index: int,
     uses_ln = ln_use is not None
     fixed_scale = uses_ln and not ln_use.divides
     gated = config.target is MlpTarget.GATED
-    leak = errors.point_read_leak(config.attn_hardness, config.n_ctx, "float32")
+    leak = point_read_leak(config.code, config.attn_hardness, config.n_ctx, "float32")
     models = []
     if fixed_scale:
         read_scale = math.sqrt(2 * config.ln_pad ** 2 / d_model + config.ln_eps)
