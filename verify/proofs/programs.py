@@ -11,7 +11,9 @@ its prediction ``p`` at the query is compared with the closed form by a decision
   ``lam > 0`` this is ``w = (lam I + x x^T)^{-1} x y`` without forming the inverse.
 
 - ``ridge``: at every prefix ``k`` the same two identities with ``lam I + sum_{i<=k} x_i x_i^T``
-  and ``sum_{i<=k} x_i y_i`` (the stacked updates hold the inverse exactly).
+  and ``sum_{i<=k} x_i y_i`` (the stacked updates hold the inverse exactly); ``--method
+  solve`` in two parts, its statistics on the task and its elimination on fresh symbols
+  (``verify.proofs.ridge_solve``).
 - ``sgd``, ``gd-batch``: the predictions at every prefix are polynomials in the data;
   ``expand(p_k - c_k) = 0`` against the recursion written out (SGD) or the mean-gradient step.
 
@@ -36,6 +38,7 @@ from construct.algorithms.registry import get_algorithm
 from construct.algorithms.ridge_solve import RidgeMethod
 from construct.language.printer import program_text
 from construct.language.program import Div, Program, to_fraction
+from verify.proofs import ridge_solve
 from verify.solvers import checked_prefixes
 
 SHOWN_CHARS = 240  # long expressions are cut for the classroom printout
@@ -308,12 +311,20 @@ def prove_program(name: str, params: dict[str, object] | None = None,
     bar = functools.partial(tqdm, total=len(program.unrolled().ops) + 1, unit="op",
                             desc=f"prove {name}: symbolic run", file=sys.stderr, leave=False,
                             delay=2.0)
-    trace = interpreter.run(program, symbols.tokens, normalize=lowest_terms, progress=bar)
-    columns = [program.first_x_column + 2 * k for k in checked_prefixes(name, n)]
-    predictions = [_positive_divisors(trace.final[program.output][t, 0]) for t in columns]
+    prefixes = list(checked_prefixes(name, n))
+    columns = [program.first_x_column + 2 * k for k in prefixes]
     statement = STATEMENTS[name]
-    steps, difference = statement.steps(predictions, symbols, params)
     solve = params.get("method") is RidgeMethod.SOLVE
+    if solve:  # in two parts: the full symbolic run does not finish at d = 3
+        steps, difference = ridge_solve.statistics_steps(program, symbols, columns, prefixes,
+                                                         lowest_terms)
+        if difference == 0:
+            more, difference = ridge_solve.elimination_steps(program, _rational(params["lam"]))
+            steps += more
+    else:
+        trace = interpreter.run(program, symbols.tokens, normalize=lowest_terms, progress=bar)
+        predictions = [_positive_divisors(trace.final[program.output][t, 0]) for t in columns]
+        steps, difference = statement.steps(predictions, symbols, params)
     if any(isinstance(op, Div) for op in program.ops):
         steps.insert(0, ("hypothesis", "every divisor is positive, so |den| = den (" + (
             "the program divides by the Gauss-Jordan pivots of S/k + (lam/k) I, symmetric "
