@@ -56,6 +56,9 @@ class ForwardCache:
         return self.output[..., -1, 0]
 
 
+PATTERN_CACHE_BYTES = 2 ** 30  # position patterns kept across batches (``position_pattern``)
+
+
 @dataclasses.dataclass(frozen=True)
 class LayerStep:
     """One executed layer: the residual before it, its attention half's write (with
@@ -159,17 +162,26 @@ class Transformer(nn.Module):
         """Layer ``layer``'s pattern ``[n_heads, T, T]`` when it is the same for every task:
         without LayerNorm before attention, every head scores with ``position_rows`` alone,
         so the scores of any residual are those of ``W_pos`` itself (up to the order of each
-        sum's terms, which a batched BLAS call leaves open anyway). Computed once per length (a long verification runs the same layers on thousands of tasks);
-        ``None`` where the scores read anything else."""
+        sum's terms, which a batched BLAS call leaves open anyway). Computed once per length
+        (a long verification runs the same layers on thousands of tasks) and kept while the
+        kept patterns stay within ``PATTERN_CACHE_BYTES`` (at ``n = 4096`` one layer's
+        patterns take 1.6 GB: a deep model's would not fit, so past the budget each is
+        computed where it is used); ``None`` where the scores read anything else."""
         key = (layer, n_tokens)
-        if key not in self._position_patterns:
-            fixed = self.position_rows()
-            reads_positions = all(bool(fixed[head.rows_q].all() and fixed[head.rows_k].all())
-                                  for head in self.plan(layer).heads)
-            self._position_patterns[key] = (
-                self.attention_pattern(self.weight("pos_embed.W_pos")[:n_tokens], layer)
-                if reads_positions and not self.shape.ln1 else None)
-        return self._position_patterns[key]
+        if key in self._position_patterns:
+            return self._position_patterns[key]
+        fixed = self.position_rows()
+        reads_positions = all(bool(fixed[head.rows_q].all() and fixed[head.rows_k].all())
+                              for head in self.plan(layer).heads)
+        if not reads_positions or self.shape.ln1:
+            self._position_patterns[key] = None
+            return None
+        pattern = self.attention_pattern(self.weight("pos_embed.W_pos")[:n_tokens], layer)
+        kept = sum(p.numel() * p.element_size() for p in self._position_patterns.values()
+                   if p is not None)
+        if kept + pattern.numel() * pattern.element_size() <= PATTERN_CACHE_BYTES:
+            self._position_patterns[key] = pattern
+        return pattern
 
     def attention_output(self, resid: torch.Tensor, layer: int, momentum: bool = True
                          ) -> torch.Tensor:

@@ -99,6 +99,24 @@ def test_position_scored_heads_use_one_pattern_for_every_task(name, params):
     assert torch.equal(cached, model.outputs(tasks.tokens))
 
 
+def test_position_patterns_past_the_budget_are_used_not_kept(monkeypatch):
+    """A long context's patterns (1.6 GB a layer at n = 4096) are not all kept: past
+    ``PATTERN_CACHE_BYTES`` each is computed where it is used; the outputs do not change."""
+    from construct.model import transformer
+
+    compiled = _compiled("ridge", d=2, n=3)
+    tasks = make_tasks(2, 4, 4.0, 1, n_examples=3, prior_column=compiled.program.prior_column)
+    n_tokens = tasks.tokens.shape[-2]
+    kept_all = Transformer(compiled.shape, compiled.weights)
+    expected = kept_all.outputs(tasks.tokens)
+    one = kept_all.position_pattern(0, n_tokens)
+    monkeypatch.setattr(transformer, "PATTERN_CACHE_BYTES", one.numel() * one.element_size())
+    budgeted = Transformer(compiled.shape, compiled.weights)
+    assert torch.equal(budgeted.outputs(tasks.tokens), expected)
+    kept = [p for p in budgeted._position_patterns.values() if p is not None]
+    assert len(kept) == 1 < sum(p is not None for p in kept_all._position_patterns.values())
+
+
 def test_a_head_reading_a_written_row_scores_per_task():
     """Once a block writes a row a head's query reads (here ``b_O`` of block 0 adds to it),
     the scores depend on the task and no pattern is shared."""
