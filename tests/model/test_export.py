@@ -30,6 +30,7 @@ ALGORITHMS = [
     ("ridge", ["--d", "2", "--n", "4", "--method", "newton"]),
     ("ridge", ["--d", "2", "--n", "3", "--method", "sherman-morrison"]),
     ("ridge", ["--d", "2", "--n", "3", "--method", "sherman-morrison", "--form", "shared"]),
+    ("ridge", ["--d", "2", "--n", "4", "--position-code", "dyadic"]),
 ]
 # every softmax algorithm, method and form, in both dtypes (constants tuned for each)
 CASES = [(name, flags + (["--dtype", dtype] if dtype == "float32" else []), dtype)
@@ -93,6 +94,8 @@ TL_CASES = [
     ("ridge", ["--d", "2", "--n", "3", "--method", "sherman-morrison", "--form", "shared"],
      "float64"),
     ("gd", ["--d", "3", "--dtype", "float32"], "float32"),
+    ("ridge", ["--d", "2", "--n", "3", "--position-code", "dyadic"],
+     "float64"),
 ]
 
 
