@@ -47,7 +47,8 @@ def lowering_choices(args: argparse.Namespace, name: str, family: Family) -> dic
     if family is Family.LINEAR_ATTENTION and given:
         option = next(iter(given)).replace("_", "-")
         raise ValueError(f"--{option} does not apply to {name}: a linear-attention "
-                         "construction has no MLP, schedule or repeated stage to lower")
+                         "construction has no MLP, position code, schedule or repeated stage "
+                         "to lower")
     if given.get("target") == "gated" and "gelu_product" in given:
         raise ValueError(f"--gelu-product {given['gelu_product']} does not apply to --target "
                          "gated: its products are exact (the rule is the paper target's)")
