@@ -95,8 +95,9 @@ def point_read_leak(code: PositionCode, hardness: float, n_ctx: int,
     Quadratic: keys at distance ``m`` sit ``N m^2`` below, ``2 sum_m e^{-N m^2}``; scores of
     size ``S = 3 N n_ctx^2`` rounded by ``2 u S`` each cost ``e^{2 delta}``. Dyadic: every
     other key at least ``2 N`` below, ``n_ctx - 1`` of them; a score is a ``K``-term dot of
-    entries at most ``N`` and 1, each stored with relative error ``2 u`` and summed with
-    ``gamma_K``: off by ``delta <= (K + 3) u N K``."""
+    query entries at most ``N`` and key entries at most 1, each off by ``2 u`` relative
+    (the cosine rounded, then scaled), so each product by ``5 u N`` and their sum by
+    ``gamma_(K-1) N K`` more: ``delta <= (K + 4) u N K``, costing ``e^{2 delta}``."""
     u = unit_roundoff(dtype)
     if code is PositionCode.QUADRATIC:
         margin = hardness - 4 * u * 3 * hardness * n_ctx ** 2
@@ -104,7 +105,7 @@ def point_read_leak(code: PositionCode, hardness: float, n_ctx: int,
             return 1.0
         return min(1.0, 2 * math.exp(-margin) / (1 - math.exp(-3 * margin)))
     terms = 2 * frequencies(n_ctx) - 1
-    margin = 2 * hardness - 2 * (terms + 3) * u * hardness * terms
+    margin = 2 * hardness - 2 * (terms + 4) * u * hardness * terms
     if margin <= 0:
         return 1.0
     return min(1.0, (n_ctx - 1) * math.exp(-margin))

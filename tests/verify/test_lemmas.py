@@ -130,3 +130,16 @@ def test_point_read_leak_is_the_derived_bound_plus_rounding_margin(hardness: flo
     derived = float(lemmas.point_read_leak(sp.Float(hardness, 30)))
     model = point_read_leak(PositionCode.QUADRATIC, hardness, n_ctx=2, dtype="float64")
     assert derived <= model <= derived * (1 + 1e-10)
+
+
+@pytest.mark.parametrize("hardness", [8.0, 20.0, 64.0])
+@pytest.mark.parametrize("n_ctx", [2, 300, 8194])
+def test_dyadic_leak_is_the_derived_bound_plus_rounding_margin(hardness: float,
+                                                                n_ctx: int) -> None:
+    derivation = lemmas.dyadic_saturation()
+    assert derivation.holds
+    derived = float(derivation.leading_error.subs({sp.Symbol("N", positive=True): hardness,
+                                                   sp.Symbol("T", positive=True, integer=True):
+                                                   n_ctx}))
+    model = point_read_leak(PositionCode.DYADIC, hardness, n_ctx=n_ctx, dtype="float64")
+    assert derived <= model <= derived * (1 + 1e-9)

@@ -254,20 +254,46 @@ def softmax_saturation() -> Derivation:
         coefficient=sp.Integer(2))
 
 
+def dyadic_saturation() -> Derivation:
+    """The dyadic code's gap (``construct.compiler.position_codes``): every other key scores
+    at least ``2 N`` below the target, at any length."""
+    hardness = sp.Symbol("N", positive=True)
+    s, v = sp.symbols("s v", integer=True, nonnegative=True)
+    n_ctx = sp.Symbol("T", positive=True, integer=True)
+    distance = 2 ** v * (2 * s + 1)  # j - tau = 2^v * odd, v < F
+    angle = sp.powsimp(2 * sp.pi * distance / 2 ** (v + 1))
+    term = sp.cos(angle)  # the term f = v + 1 of sum_f cos(2 pi (j - tau) / 2^f)
+    gap = hardness * (1 - term)  # every other term's 1 - cos(...) is >= 0
+    leak = (n_ctx - 1) * sp.exp(-gap)
+    holds = term == -1 and sp.expand(gap - 2 * hardness) == 0
+    return Derivation(
+        name="softmax saturation (dyadic position code)",
+        statement="with scores N sum_f cos(2 pi (j - tau) / 2^f), 2^F >= T, the weight off key "
+                  "tau is <= (T - 1) e^-2N",
+        steps=(("j - tau", f"{distance}  (v < F: columns differ modulo 2^F)"),
+               ("term f = v + 1", f"cos({angle}) = {term}"),
+               ("score(tau) - score(j) >= N (1 - that term)", f"{gap}"),
+               ("T - 1 keys each e^-gap below", f"{leak}")),
+        holds=holds, leading_error=leak, order="e^-2N", coefficient=n_ctx - 1)
+
+
 def all_derivations() -> tuple[Derivation, ...]:
     """Every trick, for ``rawc prove lemmas`` (the tanh variants for comparison)."""
     builders: tuple[Callable[[], Derivation], ...] = (
         lambda: gelu_product("erf"), lambda: gelu_product("tanh"),
         lambda: gelu_richardson_product("erf"), lambda: gelu_richardson_product("tanh"),
         lambda: gelu_bypass("erf"), lambda: gelu_bypass("tanh"), gated_product,
-        ln_fixed_scale, ln_division, softmax_saturation)
+        ln_fixed_scale, ln_division, softmax_saturation, dyadic_saturation)
     return tuple(_timed(build) for build in builders)
 
 
-def derivations_for(op_kinds: set[str], gated: bool = False) -> tuple[Derivation, ...]:
-    """The tricks a program's lowering uses, given its op kinds (``mov``, ``mul``, ...) and
-    its MLP target (``gated``: the exact relu product, which also passes values through)."""
-    builders: list[Callable[[], Derivation]] = [softmax_saturation]
+def derivations_for(op_kinds: set[str], gated: bool = False, dyadic: bool = False
+                    ) -> tuple[Derivation, ...]:
+    """The tricks a program's lowering uses, given its op kinds (``mov``, ``mul``, ...), its
+    MLP target (``gated``: the exact relu product, which also passes values through) and its
+    position code (``dyadic``)."""
+    builders: list[Callable[[], Derivation]] = [dyadic_saturation if dyadic
+                                                else softmax_saturation]
     builders.append(gated_product if gated else lambda: gelu_bypass("erf"))
     if "mul" in op_kinds and not gated:
         builders += [lambda: gelu_product("erf"), lambda: gelu_richardson_product("erf")]
