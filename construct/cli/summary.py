@@ -58,6 +58,8 @@ def _program_summary(name: str, compiled: CompiledModel, params: dict[str, objec
                  f"levels), d_model >= {bound.width} ({len(compiled.layout.fixed)} fixed rows + "
                  f"{bound.live_set} rows live at once); {len(compiled.schedule.fused)} affine "
                  f"maps folded, {len(compiled.schedule.virtual)} slots never stored")
+    lines.append(f"  position code: {config.code.value} (n_ctx = {config.n_ctx}; quadratic up "
+                 "to 836, dyadic beyond, unless --position-code says)")
     if compiled.source_program.loop is not None and config.form == "stacked":
         loop = compiled.source_program.loop
         lines.append(f"  (a loop of {loop.times} identical stages: --form shared stores one "
