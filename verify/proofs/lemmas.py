@@ -287,13 +287,10 @@ def all_derivations() -> tuple[Derivation, ...]:
     return tuple(_timed(build) for build in builders)
 
 
-def derivations_for(op_kinds: set[str], gated: bool = False, dyadic: bool = False
-                    ) -> tuple[Derivation, ...]:
-    """The tricks a program's lowering uses, given its op kinds (``mov``, ``mul``, ...), its
-    MLP target (``gated``: the exact relu product, which also passes values through) and its
-    position code (``dyadic``)."""
-    builders: list[Callable[[], Derivation]] = [dyadic_saturation if dyadic
-                                                else softmax_saturation]
+def derivations_for(op_kinds: set[str], gated: bool = False) -> tuple[Derivation, ...]:
+    """The tricks a program's lowering uses, given its op kinds (``mov``, ``mul``, ...) and
+    its MLP target (``gated``: the exact relu product, which also passes values through)."""
+    builders: list[Callable[[], Derivation]] = [softmax_saturation]
     builders.append(gated_product if gated else lambda: gelu_bypass("erf"))
     if "mul" in op_kinds and not gated:
         builders += [lambda: gelu_product("erf"), lambda: gelu_richardson_product("erf")]

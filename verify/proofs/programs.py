@@ -320,7 +320,7 @@ def prove_program(name: str, params: dict[str, object] | None = None,
                                                          lowest_terms)
         if difference == 0:
             more, difference = ridge_solve.elimination_steps(program, _rational(params["lam"]))
-            steps += more
+            steps += [(label, _short(text)) for label, text in more]
     else:
         trace = interpreter.run(program, symbols.tokens, normalize=lowest_terms, progress=bar)
         predictions = [_positive_divisors(trace.final[program.output][t, 0]) for t in columns]

@@ -111,13 +111,9 @@ def elimination_steps(program: Program, lam: sp.Rational
     normal = [sp.cancel(sp.together(e)) for e in (m + lam * r * sp.eye(d)) * w - c]
     difference = linear if linear != 0 else next((e for e in normal if e != 0), sp.Integer(0))
     return [(f"elimination (ops {split + 1}..{len(unrolled.ops)}, one column, fresh "
-             f"M = (m_ij), c, r, q)", "w = p at q = e_j: " + _short(list(w))),
+             f"M = (m_ij), c, r, q)", f"w = p at q = e_j: {list(w)}"),
             ("  cancel(p - w^T q)  [p is linear in q]", str(linear)),
             ("  cancel((M + lam r I) w - c)", str(normal)),
             ("so", "p_k = q^T (S_k/k + (lam/k) I)^-1 b_k/k = q^T (S_k + lam I)^-1 b_k, the "
                    "ridge solution on k exemplars (p_0 = 0), for every n")], difference
 
-
-def _short(values: list[sp.Expr], limit: int = 240) -> str:
-    text = str(values)
-    return text if len(text) <= limit else text[:limit] + " ..."

@@ -73,7 +73,7 @@ def query_key(read: ReadMap, layout: Layout, n_ctx: int, hardness: float,
     """``W_Q``, ``W_K`` ``[d_model, 2]`` (dyadic: ``[d_model, 2F - 1]``) of a head that reads
     with ``read`` (``program``: whose point reads own the dyadic query rows)."""
     rows = layout.fixed
-    width = 2 if code is PositionCode.QUADRATIC else len(key_rows(code, n_ctx))
+    width = len(key_rows(code, n_ctx))
     w_q = np.zeros((layout.d_model, width))
     w_k = np.zeros((layout.d_model, width))
     if isinstance(read, MeanOf):
