@@ -8,6 +8,8 @@ result has its own bound) and sound for every column, not only the columns that 
 - ``aff``: ``|dst_i| <= sum_k sum_j |W_k[i, j]| |src_k| + |b_i|``;
 - ``mul``: ``|dst| <= b |left| |right|`` (``b`` the inner size);
 - ``div``: ``|dst| <= |num| / m`` with ``m`` the declared lower bound on ``|den|``;
+- ``hinge``: the piecewise-linear function's extremes over its input's interval (its domain,
+  if declared), times the value's bound (``construct.compiler.hinge_bounds``);
 - a declared bound on an op's result (``Program.assumptions``) caps the interval bound;
 - a slot with a prior value starts at that value's largest entry (zero in other columns).
 
@@ -19,7 +21,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from construct.language.program import Aff, Div, Mov, Mul, Program
+from construct.compiler import hinge_bounds
+from construct.language.program import Aff, Div, Hinge, Mov, Mul, Program
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +81,9 @@ def magnitude_bounds(program: Program, input_bound: float) -> Bounds:
                 value = b * current[left] * current[right]
             case Div(num=num, min_abs=min_abs):
                 value = current[num] / float(min_abs)
+            case Hinge(src=src, value=factor):
+                value = hinge_bounds.result_bound(
+                    op, current[src], 1.0 if factor is None else current[factor])
             case Aff(terms=terms, bias=bias):
                 n = len(bias) if bias is not None else len(terms[0][1])
                 value = max(

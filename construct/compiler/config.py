@@ -113,6 +113,9 @@ class CompileConfig:
     target: MlpTarget = MlpTarget.PAPER
     gelu_product: GeluProduct = GeluProduct.RICHARDSON
     position_code: PositionCode | None = None  # None: the one n_ctx calls for (``code``)
+    # Newton steps of the gated target's division (``construct.compiler.newton_division``);
+    # None: the dtype's (``division_steps``)
+    newton_steps: int | None = None
 
     def __post_init__(self) -> None:
         # A checkpoint's constants arrive as JSON: a string or null where a number belongs
@@ -150,6 +153,11 @@ class CompileConfig:
             raise ValueError(f"target must be one of {', '.join(t.value for t in MlpTarget)}, "
                              f"got {self.target!r}") from None
         torch_dtype(self.dtype)
+        if self.newton_steps is not None and (isinstance(self.newton_steps, bool) or not
+                                              isinstance(self.newton_steps, int)
+                                              or not 1 <= self.newton_steps <= 8):
+            raise ValueError(f"newton_steps must be an integer from 1 to 8, got "
+                             f"{self.newton_steps!r}")
         try:
             if self.position_code is not None:
                 object.__setattr__(self, "position_code", PositionCode(self.position_code))
@@ -173,9 +181,26 @@ class CompileConfig:
         return cls(**{**tuned, "mul_scale": mul_scale, "dtype": dtype, **overrides})
 
     @property
+    def division_steps(self) -> int:
+        """Newton steps after the gated division's hinge seed: 3 in float64, 2 in float32
+        (each squares the seed's relative error ``eps0``; ``eps0^(2^k) <= u / 16``, so fewer
+        steps take more knots, and a sum of more knots rounds more:
+        ``construct.compiler.newton_division``)."""
+        if self.newton_steps is not None:
+            return self.newton_steps
+        return {"float64": 3, "float32": 2}[self.dtype]
+
+    @property
     def code(self) -> PositionCode:
-        """The position code in force: the one given, else the one ``n_ctx`` calls for."""
-        return self.position_code or PositionCode.for_context(self.n_ctx, self.attn_hardness)
+        """The position code in force: the one given, else the one ``n_ctx`` calls for; the
+        gated target's is dyadic at any length (its table holds cosines, where the quadratic
+        code's ``W_K`` holds ``n_ctx^2``: 6.6e4 at ``n_ctx = 256``, and the gated target
+        promises weights below ``1e4``)."""
+        if self.position_code is not None:
+            return self.position_code
+        if self.target is MlpTarget.GATED:
+            return PositionCode.DYADIC
+        return PositionCode.for_context(self.n_ctx, self.attn_hardness)
 
     def replace(self, **changes: object) -> CompileConfig:
         return dataclasses.replace(self, **changes)

@@ -29,7 +29,7 @@ import dataclasses
 import numpy as np
 
 from construct.compiler.layout import Layout
-from construct.language.program import Aff, Div, Mov, Mul, Prev, Program, ReadMap
+from construct.language.program import Aff, Div, Hinge, Mov, Mul, Prev, Program, ReadMap
 from construct.compiler.schedule import Schedule, folded_reader
 
 SELF = Prev(k=0)
@@ -74,7 +74,7 @@ def layer_forms(program: Program, schedule: Schedule, layout: Layout,
         match op:
             case Mov(src=src, read=read):
                 form = LinearForm({read: _selection(layout, src)}, {}, np.zeros(size))
-            case Mul() | Div():
+            case Mul() | Div() | Hinge():
                 form = LinearForm({}, {i: np.eye(size)}, np.zeros(size))
             case Aff(terms=terms, bias=bias):
                 form = empty if bias is None else LinearForm(

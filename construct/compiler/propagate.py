@@ -8,7 +8,10 @@ errors become (first-order perturbation, with exact magnitude bounds ``|a| <= A`
 - ``mul``: ``b (A e_r + B e_l + e_l e_r)``;
 - ``div``: ``e_num / (m - e_den) + R e_den / (m - e_den)`` (``m`` the declared ``|den|``
   lower bound, ``R`` the bound on the quotient, ``y/c' - y/c = (y/c)(c - c')/c'``; infinite
-  when ``e_den >= m``).
+  when ``e_den >= m``);
+- ``hinge``: ``L e_src + F e_v + L e_src e_v`` with ``L`` the largest slope and ``F`` the largest
+  factor over the input's interval widened by ``e_src`` (Lipschitz, kinks included;
+  ``construct.compiler.hinge_bounds``).
 
 Inputs enter with their rounding to the model dtype (``u B``), prior values with theirs. A
 result whose magnitude bound reaches the dtype's range (a sixteenth of its largest number, so
@@ -29,7 +32,8 @@ from construct.compiler.config import CompileConfig, torch_dtype, unit_roundoff
 from construct.compiler.error_models import ErrorModel, largest_output_weight
 from construct.compiler.position_codes import point_read_leak
 from construct.compiler.layout import Layout
-from construct.language.program import Aff, Div, Mov, Mul, Program
+from construct.compiler import hinge_bounds
+from construct.language.program import Aff, Div, Hinge, Mov, Mul, Program
 
 
 class ErrorBudget(Protocol):
@@ -151,6 +155,8 @@ def propagated_bounds(compiled: ErrorBudget, dtype: str) -> tuple[dict[str, floa
                 else:
                     quotient = compiled.bounds.of_op_result(i, program)
                     inherited = (current[num] + quotient * e_den) / (m - e_den)
+            case Hinge():
+                inherited = hinge_inherited(op, before, current)
         current = dict(current)
         total = own + inherited
         if not (compiled.bounds.results[i] < largest and total < largest):
@@ -158,6 +164,17 @@ def propagated_bounds(compiled: ErrorBudget, dtype: str) -> tuple[dict[str, floa
         current[op.dst] = total if total == total else float("inf")  # 0 * inf: no bound
         out.append(current)
     return tuple(out)
+
+
+def hinge_inherited(op: Hinge, before: dict[str, float], errors: dict[str, float]) -> float:
+    """What a hinge's input errors become (module docstring)."""
+    e_src = errors[op.src]
+    lo, hi = hinge_bounds.input_interval(op, before[op.src])
+    reach = hinge_bounds.extremes(op, lo - e_src, hi + e_src)
+    if op.value is None or op.value == op.src:
+        return reach.slope * e_src
+    e_value = errors[op.value]
+    return (reach.slope * e_src * (before[op.value] + e_value) + reach.factor * e_value)
 
 
 def end_to_end_bound(compiled: ErrorBudget, dtype: str) -> float:

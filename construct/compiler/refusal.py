@@ -23,6 +23,7 @@ class Refusal(enum.Enum):
     DIVISOR_BELOW_DECLARED = "a divisor provably falls below its declared bound"
     OUT_OF_RANGE = "a constant or a magnitude bound is beyond what the weights can carry"
     LOOP_NOT_UNIFORM = "the loop's iterations do not lower to the same weights"
+    GROUPED_GATED_DIVISION = "an explicit group holds a div, which the gated target spreads over layers"
 
 
 class CompileRefusal(ProgramError):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from construct.language.program import Aff, Div, Mov, Mul, ProgramError
+from construct.language.program import Aff, Div, Hinge, Mov, Mul, ProgramError
 
 if TYPE_CHECKING:
     from construct.language.program import Op, Program
@@ -133,6 +133,18 @@ def _check_shapes(index: int, op: Op, slots: dict) -> None:
             if bias is not None and (len(bias) != dst.size or len(bias[0]) != 1):
                 raise _fail(index, op, f"shape mismatch: bias has {len(bias)}x{len(bias[0])} "
                                         f"entries, {op.dst!r} needs {dst.size}x1")
+        case Hinge(src=src, value=value, terms=terms, domain=domain):
+            if slots[src].size != 1:
+                raise _fail(index, op, f"hinge input {src!r} must be a scalar, is "
+                                        f"{slots[src].shape_text}")
+            size = 1 if value is None else slots[value].size
+            if dst.size != size or op.dst == src:
+                raise _fail(index, op, f"hinge writes {size} entries into {op.dst!r} "
+                                        f"({dst.shape_text}), apart from its input")
+            if not terms:
+                raise _fail(index, op, "hinge has no terms")
+            if domain is not None and not domain[0] <= domain[1]:
+                raise _fail(index, op, f"hinge domain [{domain[0]}, {domain[1]}] is empty")
         case _:
             raise ProgramError(f"op {index + 1}: unknown operation {op!r}")
 
@@ -166,5 +178,6 @@ def _check_groups(program: Program) -> None:
 
 
 def is_mlp_op(op: Op) -> bool:
-    """mul and div need the MLP's nonlinearity; mov and aff are done by attention heads."""
-    return isinstance(op, (Mul, Div))
+    """mul, div and hinge need the MLP's nonlinearity; mov and aff are done by attention
+    heads."""
+    return isinstance(op, (Mul, Div, Hinge))

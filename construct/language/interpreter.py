@@ -6,7 +6,8 @@ the torch layout of the residual stream). One code path serves three kinds of ar
 - ``numpy`` float arrays and ``torch`` tensors (any float dtype, any batch shape);
 - ``numpy`` object arrays of ``sympy`` expressions (``symbolic_tokens``), for exact proofs.
 
-Every operation is written with ``@``, ``reshape``, ``abs`` and ``/`` only, which all three
+Every operation is written with ``@``, ``reshape``, ``abs`` and ``/`` only (a hinge's
+``relu(z)`` is ``(z + |z|) / 2``), which all three
 support. ``mov`` is a matrix product with the row-stochastic read matrix ``R`` (``R[t, j]`` is
 how much column ``t`` reads of column ``j``), so the same formula covers every read map.
 """
@@ -20,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from construct.language.program import (Aff, Div, Fixed, Matrix, MeanOf, Mov, Mul, Op, Prev, Program,
-                               ReadMap, column_kinds)
+from construct.language.program import (Aff, Div, Fixed, Hinge, Matrix, MeanOf, Mov, Mul, Op, Prev,
+                               Program, ReadMap, column_kinds)
 
 Array = Any  # numpy array (float or object) or torch tensor
 
@@ -189,6 +190,13 @@ def apply_op(op: Op, state: dict[str, Array], kinds: tuple[str, ...]) -> Array:
             if bias is not None:
                 total = total + backend.constant(bias).T
             return total
+        case Hinge(src=src, value=value, bias=bias):
+            # relu(z) = (z + |z|) / 2: exact in floats, and sympy's Abs keeps proofs exact
+            slopes, offsets, weights = (backend.constant(m) for m in op.knot_rows)
+            z = state[src] @ slopes + offsets
+            shape = ((z + abs(z)) / 2) @ weights
+            total = shape if value is None else shape * state[value]
+            return total + backend.constant(((bias,),)) if bias else total
     raise TypeError(f"unknown operation {op!r}")
 
 

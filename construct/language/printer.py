@@ -32,7 +32,8 @@ import json
 from fractions import Fraction
 
 from construct.language.parser import PLAIN_NAME
-from construct.language.program import Aff, Div, Matrix, Mov, Mul, Op, Program, Slot, to_fraction
+from construct.language.program import (Aff, Div, Hinge, Matrix, Mov, Mul, Op, Program, Slot,
+                                        to_fraction)
 
 
 def program_text(program: Program) -> str:
@@ -79,6 +80,13 @@ def op_text(op: Op) -> str:
             if bias is not None:
                 parts.append(f"bias [{', '.join(number_text(row[0]) for row in bias)}]")
             return f"{dst} = aff {' + '.join(parts)}".rstrip()
+        case Hinge(dst=dst, src=src, value=value, terms=terms, bias=bias, domain=domain):
+            # a compiler-made op (the gated division), listed but not parsed back
+            times = "" if value is None else f" * {value}"
+            where = "" if domain is None else (f" on [{float(domain[0]):.6g}, "
+                                               f"{float(domain[1]):.6g}]")
+            offset = f"{number_text(bias)} + " if bias else ""
+            return f"{dst} = hinge {offset}{len(terms)} relu terms of {src}{where}{times}"
     raise TypeError(f"unknown operation {op!r}")
 
 

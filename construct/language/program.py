@@ -22,6 +22,7 @@ Coefficients are exact ``Fraction`` values, so the same program runs on floats a
 from __future__ import annotations
 
 import dataclasses
+import functools
 from fractions import Fraction
 from typing import Literal, Union
 
@@ -204,7 +205,40 @@ class Aff:
         return tuple(name for name, _ in self.terms)
 
 
-Op = Union[Mov, Mul, Div, Aff]
+@dataclasses.dataclass(frozen=True)
+class Hinge:
+    """``dst = bias + value * sum_k w_k relu(s_k src + o_k)`` for a scalar ``src`` (``value``
+    ``None``: the constant 1; ``terms``: the ``(w_k, s_k, o_k)``): a piecewise-linear function
+    of one scalar, times a slot. It is no part of the surface language: the gated target lowers
+    a ``div`` into hinges and products (``construct.compiler.newton_division``), which its
+    gated units compute exactly. ``domain``: the interval ``src`` is declared to lie in (the
+    divisor's floor and bound), checked on every task like a ``div``'s floor. ``truncation``:
+    the relative error by which the division this hinge seeds misses ``n / |c|`` in exact
+    arithmetic (Newton's, ``eps0^(2^k)``): the lowering charges it to this op."""
+
+    dst: str
+    src: str
+    value: str | None
+    terms: tuple[tuple[Fraction, Fraction, Fraction], ...]
+    bias: Fraction = Fraction(0)
+    domain: tuple[Fraction, Fraction] | None = None
+    truncation: float = 0.0
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        return (self.src,) if self.value in (None, self.src) else (self.src, self.value)
+
+    @functools.cached_property
+    def knot_rows(self) -> tuple[Matrix, Matrix, Matrix]:
+        """``([s_k]), ([o_k]), [[w_k]]``: the slopes and offsets as ``1 x K`` rows and the
+        weights as a ``K x 1`` column (the interpreter's ``relu(x S + O) W``)."""
+        slopes = (tuple(s for _, s, _ in self.terms),)
+        offsets = (tuple(o for _, _, o in self.terms),)
+        weights = tuple((w,) for w, _, _ in self.terms)
+        return slopes, offsets, weights
+
+
+Op = Union[Mov, Mul, Div, Aff, Hinge]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -21,6 +21,7 @@ from construct.compiler.layout import Layout, allocate
 from construct.compiler.position_codes import position_rows
 from construct.compiler.fusion import SELF, layer_forms
 from construct.compiler.intervals import check_constants, check_magnitudes, resolve_divisors
+from construct.compiler.newton_division import expand_divisions
 from construct.compiler.propagate import end_to_end_bound
 from construct.compiler.refusal import CompileRefusal, Refusal
 from construct.targets.paper.attention import AttentionHalf, affine_size, lower_attention, row_bounds
@@ -49,6 +50,9 @@ class CompiledModel:
     weights: dict[str, np.ndarray]
     source: Program | None = None
     listing: bool = False
+    # the rolled program as lowered: ``source`` with the gated target's divisions expanded
+    # (``construct.compiler.newton_division``); its loop is the one ``program`` unrolls
+    lowered: Program | None = None
     # ``E``, the declared energy of what LayerNorm reads besides its pads (every LayerNorm
     # error model rests on it; ``rawc verify`` scales those by the energy a task really has)
     residual_energy: float = 0.0
@@ -56,6 +60,10 @@ class CompiledModel:
     @property
     def source_program(self) -> Program:
         return self.source or self.program
+
+    @property
+    def rolled_program(self) -> Program:
+        return self.lowered or self.source_program
 
     @property
     def name(self) -> str:
@@ -94,8 +102,8 @@ class CompiledModel:
 
     @functools.cached_property
     def first_writes(self) -> frozenset[int]:
-        shared = self.source_program.loop is not None and self.config.form == "shared"
-        return first_writes(self.program, self.source_program if shared else None)
+        shared = self.rolled_program.loop is not None and self.config.form == "shared"
+        return first_writes(self.program, self.rolled_program if shared else None)
 
     def cleared_rows(self, index: int) -> tuple[int, ...]:
         """Rows op ``index``'s write must clear of an old value (none on unused rows)."""
@@ -130,12 +138,17 @@ def compile_program(program: Program, config: CompileConfig | None = None) -> Co
                              f"program {program.name!r} has no operations: a checkpoint needs at "
                              "least one layer (give it an op, e.g. `o = mov x prev`)")
     check_constants(program)
-    source, program = program, resolve_divisors(program, config.input_bound).unrolled()
-    shared = source.loop is not None and config.form == "shared"
     gated = config.target is MlpTarget.GATED
+    written, lowered = program, resolve_divisors(program, config.input_bound)
+    if gated:
+        lowered = expand_divisions(lowered, config)
+    source, program = lowered, lowered.unrolled()
+    shared = source.loop is not None and config.form == "shared"
     schedule = build_schedule(program, config.schedule, _loop_barriers(source, config))
-    layout = allocate(program, schedule, position_rows(config.code, config.n_ctx, program))
     bounds = analysis.magnitude_bounds(program, config.input_bound)
+    # the gated target's products are exact: what rows held before is what float32 loses
+    layout = allocate(program, schedule, position_rows(config.code, config.n_ctx, program),
+                      bounds.overall if gated else None)
     check_magnitudes(program, bounds.results)
     if shared:
         loop = source.loop
@@ -186,7 +199,7 @@ def compile_program(program: Program, config: CompileConfig | None = None) -> Co
         shape, weights = _share_loop(source, schedule, shape, weights)
     ordered = tuple(models[i] for i in range(len(program.ops)))
     return CompiledModel(program, config, schedule, layout, bounds, ordered, shape, weights,
-                         source, residual_energy=energy)
+                         written, residual_energy=energy, lowered=source)
 
 
 def _beside_units(models: dict[int, errors.ErrorModel], forms, schedule: Schedule,

@@ -43,7 +43,7 @@ def slot_references(compiled: CompiledModel) -> tuple[dict[str, int], ...]:
 
 def rolled_index(compiled: CompiledModel, index: int) -> int:
     """The op of the program as written that unrolled op ``index`` is an iteration of."""
-    loop = compiled.source_program.loop
+    loop = compiled.rolled_program.loop
     return index if loop is None else loop.rolled(index)
 
 
@@ -224,7 +224,7 @@ def check_ops_in_layer(compiled: CompiledModel, step: LayerStep, kinds: tuple[st
             continue
         key = rolled_index(compiled, i)
         if key not in stats:
-            source = compiled.source_program.ops[key]
+            source = compiled.rolled_program.ops[key]
             stats[key] = ErrorStat(f"op {key + 1} {type(source).__name__.lower()} -> "
                                    f"{source.dst} (own error)", 0.0)
         # NaN (inf times a zero) must never shrink a bound: max(0.0, nan) is 0.0; and a

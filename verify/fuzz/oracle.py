@@ -249,6 +249,9 @@ def refusal_problem(program: Program, config: CompileConfig, refusal: CompileRef
                 any(len(g) > 1 for g in groups) else "no explicit group of several ops"
         case Refusal.GROUP_NOT_READY | Refusal.GROUP_LAYERNORM_CONFLICT:
             return "" if groups is not None else "the program has no explicit groups"
+        case Refusal.GROUPED_GATED_DIVISION:
+            return "" if config.target is MlpTarget.GATED and groups is not None and any(
+                isinstance(op, Div) for op in ops) else "not a gated division in explicit groups"
         case Refusal.LOOP_NOT_UNIFORM:
             return "" if program.loop is not None and config.form == "shared" \
                 else "no weight-shared loop"

@@ -175,6 +175,31 @@ def gated_product() -> Derivation:
         holds=holds, leading_error=sp.Integer(0), order="exact", coefficient=sp.Integer(0))
 
 
+def newton_division(steps: int = 3) -> Derivation:
+    """The gated target's division (``construct.compiler.newton_division``): the seed's
+    interpolation bound and the coupled Newton identity ``q_k = (n / a) (1 - e0^(2^k))``."""
+    x, t, rho = sp.symbols("x t rho", positive=True)
+    line = x * (t + rho * t - x) / (rho * t * t)  # x times the chord of 1/x over [t, rho t]
+    peak = sp.solve(sp.diff(line, x), x)[0]
+    spread = sp.simplify(line.subs(x, peak) - 1 - (rho - 1) ** 2 / (4 * rho))
+    n, a, e0 = sp.symbols("n a e0", real=True)
+    q, e, identities = n * (1 - e0) / a, e0, []
+    for k in range(1, steps + 1):
+        q, e = q + q * e, e * e
+        identities.append(sp.simplify(q - n / a * (1 - e0 ** (2 ** k))))
+    holds = spread == 0 and all(value == 0 for value in identities)
+    return Derivation(
+        name="gated division (hinge seed, coupled Newton)",
+        statement="q_0 = n g(a), e_0 = 1 - a g(a); q_(i+1) = q_i (1 + e_i), e_(i+1) = e_i^2 "
+                  f"give q_k = (n / a)(1 - e_0^(2^k)) (k <= {steps}); the chord of 1/x over "
+                  "[t, rho t] has x g(x) - 1 <= (rho - 1)^2 / (4 rho)",
+        steps=(("chord peak", f"x = {peak}: x g(x) - 1 - (rho - 1)^2 / (4 rho) = {spread}"),
+               *((f"k = {k + 1}", f"q_k - (n / a)(1 - e0^{2 ** (k + 1)}) = {value}")
+                 for k, value in enumerate(identities))),
+        holds=holds, leading_error=n / a * e0 ** (2 ** steps), order="eps0^(2^k)",
+        coefficient=sp.Integer(1))
+
+
 def _inverse_pad_series(expr: sp.Expr, pad: sp.Symbol, target: sp.Expr,
                         ) -> tuple[sp.Expr, sp.Expr, bool]:
     """Series of ``expr / target`` in ``t = 1/pad``: ``(limit, t^2 coefficient, exact order)``."""
@@ -283,7 +308,7 @@ def all_derivations() -> tuple[Derivation, ...]:
         lambda: gelu_product("erf"), lambda: gelu_product("tanh"),
         lambda: gelu_richardson_product("erf"), lambda: gelu_richardson_product("tanh"),
         lambda: gelu_bypass("erf"), lambda: gelu_bypass("tanh"), gated_product,
-        ln_fixed_scale, ln_division, softmax_saturation, dyadic_saturation)
+        newton_division, ln_fixed_scale, ln_division, softmax_saturation, dyadic_saturation)
     return tuple(_timed(build) for build in builders)
 
 
@@ -295,5 +320,5 @@ def derivations_for(op_kinds: set[str], gated: bool = False) -> tuple[Derivation
     if "mul" in op_kinds and not gated:
         builders += [lambda: gelu_product("erf"), lambda: gelu_richardson_product("erf")]
     if "div" in op_kinds:
-        builders += [ln_division, ln_fixed_scale]
+        builders += [newton_division] if gated else [ln_division, ln_fixed_scale]
     return tuple(_timed(build) for build in builders)

@@ -14,6 +14,10 @@ side: the ``one`` position row (1 at every position) in a model without LayerNor
 half-difference ``(pad_+ - pad_-) / 2 = P`` (exactly, the zero-mean pads' ``-S/2`` cancels)
 in a fixed-scale LayerNorm layer.
 
+**Hinge.** ``relu(s x + o) v`` is one unit: gate ``s x + o`` (the offset on the constant row),
+value ``v``; a sum of them with ``W_out`` weights is any piecewise-linear function of ``x``
+times ``v``, the gated division's seed (``construct.compiler.newton_division``).
+
 **Division.** In a ``div`` layer LayerNorm divides every row by ``sigma ~ N |c| sqrt(2 / L)``
 and the pads' half-difference is ``N c / sigma``: gating on it and on its negative, both
 reading the numerator, gives ``relu(N c / s) n / s + relu(-N c / s) n / s = N |c| n / s^2``,
@@ -82,6 +86,24 @@ class GatedUnits:
         minus = self.add(((row, -gain * read_scale),), self.constant)
         self.outputs[plus] += target / (gain * self.constant_value)
         self.outputs[minus] -= target / (gain * self.constant_value)
+
+    def hinge(self, src: int, values: range | None, terms: tuple[tuple[float, float, float], ...],
+              bias: float, placement: np.ndarray) -> None:
+        """``h += placement.T @ (b + v sum_k w_k relu(s_k x + o_k))`` (``Hinge``): per term and
+        value entry one unit gating on ``s_k x + o_k`` (``o_k`` on the constant column) and
+        reading the entry (or the constant); the bias rides on one unit per entry. Only in a
+        model without LayerNorm, where the constant column is the ``one`` row."""
+        (one, _), = self.constant
+        entries = range(placement.shape[0])
+        for w, s, o in terms:
+            for r in entries:
+                value = self.constant if values is None else ((values[r], 1.0),)
+                unit = self.add(((src, s), (one, o)), value)
+                self.outputs[unit] += w * placement[r]
+        if bias:
+            for r in entries:
+                unit = self.add(((one, 1.0),), self.constant)
+                self.outputs[unit] += bias * placement[r]
 
     def divide(self, row: int, gain: float, target: np.ndarray) -> None:
         """``h += target * z[row] * |pad half-difference|`` times ``gain``: in a ``div`` layer

@@ -35,7 +35,8 @@ from construct.compiler.config import DTYPES, CompileConfig, GeluProduct, MlpTar
 from construct.compiler.layout import Layout
 from construct.compiler.position_codes import point_read_leak
 from construct.compiler.fusion import LinearForm
-from construct.language.program import Div, Mul, Program
+from construct.compiler import hinge_bounds
+from construct.language.program import Div, Hinge, Mul, Program
 from construct.compiler.schedule import Layer, Schedule
 from construct.targets.gated.units import GatedUnits
 
@@ -161,12 +162,13 @@ def lower_mlp(program: Program, schedule: Schedule, layer_index: int,
         if isinstance(op, Mul) and gated:
             left_bound = before[op.left] or 1.0
             right_bound = before[op.right] or 1.0
-            # Any gains give the exact product; these keep W_gate, W_in and W_out of one size
-            # (read_scale^(2/3) each, up to the bounds) when LayerNorm's scale is large.
+            # Any gains give the exact product; through LayerNorm these keep W_gate, W_in and
+            # W_out of one size (read_scale^(2/3) each, up to the bounds); without it gains of
+            # 1 leave W_out the placement itself (the folded affine maps' coefficients).
             balance = read_scale ** (-1 / 3)
+            gains = ((balance / left_bound, balance / right_bound) if uses_ln else (1.0, 1.0))
             units.product(layout.rows(op.left), layout.rows(op.right), placement[i],
-                          (op.a, op.b, op.c), balance / left_bound, balance / right_bound,
-                          read_scale)
+                          (op.a, op.b, op.c), *gains, read_scale)
             product = op.b * left_bound * right_bound
             relative = product * (2 * ln_rel + ln_rel ** 2)
             unit_rounding = errors.gated_product_rounding(op.b, left_bound, right_bound)
@@ -216,7 +218,30 @@ def lower_mlp(program: Program, schedule: Schedule, layer_index: int,
             # zeros still reads a - mu: rawc fuzz found it under an a-posteriori bound).
             scaled += (errors.ScaledPart(operand_shift, 1),)
             mechanism = "GeLU product" + (" through fixed-scale LayerNorm" if uses_ln else "")
+        elif isinstance(op, Hinge):
+            if not gated or uses_ln:
+                raise TypeError(f"op {i + 1} (hinge): only the gated target without LayerNorm "
+                                "lowers hinges")
+            value_bound = 1.0 if op.value is None else before[op.value]
+            terms = tuple((float(w), float(s), float(o)) for w, s, o in op.terms)
+            units.hinge(layout.rows(op.src)[0],
+                        None if op.value is None else layout.rows(op.value), terms,
+                        float(op.bias), placement[i])
+            count = hinge_bounds.rounding_count(op, before[op.src], value_bound)
+            approx = op.truncation * result
+            rounding = count
+            shift = errors.per_dtype(0.0)
+            reads, scaled, divisor = (), (), None
+            if op.value not in (None, op.src):  # both parts scale with the value read
+                reads = ((op.value, value_bound),)
+                falls = int(hinge_bounds.falls_with_input(op))  # and the seed's like 1 / x
+                divisor = (op.src, float(op.domain[0])) if falls else None
+                scaled = (errors.ScaledPart({dtype: approx for dtype in DTYPES}, 1),
+                          errors.ScaledPart(errors.per_dtype(count), 1, 0, falls))
+            private = scaled[1:]
+            mechanism = "gated hinge" + (" (division seed)" if op.truncation else "")
         elif isinstance(op, Div):
+            divisor = (op.den, float(op.min_abs))
             gain = float(op.min_abs) / (before[op.num] or 1.0)
             for r, row in enumerate(layout.rows(op.num)):
                 if gated:  # n N |c| / s^2 = (n / |c|) L / (2 N), up to Lemma 8's error
@@ -273,14 +298,14 @@ def lower_mlp(program: Program, schedule: Schedule, layer_index: int,
         clearing = errors.per_dtype(rounding - rounding_before)
         # A quotient's rounding is each row's (pass-through units, W_out); a product's rows
         # share all but the unit rounding and the clearing.
-        row_rounding = total_rounding if isinstance(op, Div) else {
+        row_rounding = total_rounding if isinstance(op, (Div, Hinge)) else {
             dtype: clearing[dtype] + sum(part.value[dtype] for part in private)
             for dtype in DTYPES}
         unshared = {dtype: approx - approx_before + row_rounding[dtype] for dtype in DTYPES}
         models.append(errors.ErrorModel(
             i, mechanism, approx, total_rounding, reads, scaled,
             result_bound=result,
-            divisor=(op.den, float(op.min_abs)) if isinstance(op, Div) else None,
+            divisor=divisor if isinstance(op, (Div, Hinge)) else None,
             unshared=unshared, unshared_scaled=private))
     if not units.inputs:
         return MLPHalf(np.zeros((d_model, 0)), np.zeros((0, d_model)), tuple(models),
