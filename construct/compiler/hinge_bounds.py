@@ -150,6 +150,10 @@ class KinkRemainder:
     input_error: float
     value_error: float
     slope: float
+    extra: float = 0.0  # a constant term added to it (what clearing the op's rows left)
+
+    def __add__(self, other: float) -> KinkRemainder:
+        return dataclasses.replace(self, extra=self.extra + other)
 
     def at(self, state: dict) -> object:
         import torch
@@ -160,8 +164,9 @@ class KinkRemainder:
         jump = torch.where(near, (w * s).abs(), torch.zeros_like(w)).sum(-1, keepdim=True)
         e = self.input_error
         if self.op.value is None:
-            return jump * e
+            return jump * e + self.extra
         if self.op.value == self.op.src:
-            return x.abs() * jump * e + self.slope * e * e
+            return x.abs() * jump * e + self.slope * e * e + self.extra
         v = state[self.op.value].detach().abs().amax(-1, keepdim=True)
-        return jump * e * (v + self.value_error) + self.slope * e * self.value_error
+        return (jump * e * (v + self.value_error) + self.slope * e * self.value_error
+                + self.extra)

@@ -28,8 +28,8 @@ One step fewer needs ``rho ~ 1.02``, ten times the knots, and the seed's sum of 
 positive terms rounds like ``K u``: measured on Sherman-Morrison, d = 2, float32, one step
 and 400 knots err 1.5e-5 in ``r``, two steps and 30 knots 1e-6; float64 d = 16 1.7e-13
 against 2e-14.
-A division of a scalar costs ``2 + k`` MLP halves on the critical path instead of one; of a
-vector or matrix ``3 + k`` (``_division``).
+A division costs ``2 + k`` MLP halves on the critical path instead of one, ``3 + k`` for a
+numerator too large to seed entry by entry (``_division``).
 """
 from __future__ import annotations
 
@@ -43,6 +43,7 @@ from construct.compiler.refusal import CompileRefusal, Refusal
 from construct.language.program import Aff, Div, Hinge, Loop, Mul, Op, Program, Slot, identity
 
 MAX_KNOTS = 4096
+DIRECT_UNITS = 1024  # seed a numerator directly while it takes at most this many units
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,15 +154,16 @@ def _fresh(names: set[str], wanted: str) -> str:
 
 def _division(op: Div, index: int, top: float, config: CompileConfig, names: set[str],
               size: int) -> tuple[list[Slot], list[Op]]:
-    """The ops replacing ``op``: a scalar numerator is seeded directly (``q_0 = n g(a)``, one
-    unit per knot); a vector or matrix one would take a unit per knot *and* entry, so the
-    Newton chain runs on the scalar ``r ~ 1 / |c|`` (``r_0 = g(a)``) and one exact product
-    ``n r_k`` ends it (a layer more, ``K + 2 size`` units instead of ``K size``)."""
+    """The ops replacing ``op``: a numerator is seeded directly (``q_0 = n g(a)``, a unit per
+    knot and entry) while that takes at most ``DIRECT_UNITS`` units; a larger one (a matrix:
+    Sherman-Morrison's ``A x x^T A``) runs the Newton chain on the scalar ``r ~ 1 / |c|``
+    (``r_0 = g(a)``) and one exact product ``n r_k`` ends it: a layer more, ``K + 2 size``
+    units instead of ``K size``."""
     steps = config.division_steps
     floor = float(op.min_abs)
     seed = Seed.reciprocal(floor, max(top, floor), steps, config.dtype)
     base = f"_div{index + 1}"
-    direct = size == 1
+    direct = size * len(seed.terms) <= DIRECT_UNITS
     a = _fresh(names, f"{base}_abs")
     chain = [_fresh(names, f"{base}_{'q' if direct else 'r'}{j}") for j in range(steps + 1)]
     if direct:

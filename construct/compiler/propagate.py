@@ -11,7 +11,8 @@ errors become (first-order perturbation, with exact magnitude bounds ``|a| <= A`
   when ``e_den >= m``);
 - ``hinge``: ``L e_src + F e_v + L e_src e_v`` with ``L`` the largest slope and ``F`` the largest
   factor over the input's interval widened by ``e_src`` (Lipschitz, kinks included;
-  ``construct.compiler.hinge_bounds``).
+  ``construct.compiler.hinge_bounds``); infinite, as for a ``div``, when the input has a
+  declared floor (a gated division's) that its error may reach.
 
 Inputs enter with their rounding to the model dtype (``u B``), prior values with theirs. A
 result whose magnitude bound reaches the dtype's range (a sixteenth of its largest number, so
@@ -169,6 +170,8 @@ def propagated_bounds(compiled: ErrorBudget, dtype: str) -> tuple[dict[str, floa
 def hinge_inherited(op: Hinge, before: dict[str, float], errors: dict[str, float]) -> float:
     """What a hinge's input errors become (module docstring)."""
     e_src = errors[op.src]
+    if op.domain is not None and e_src >= op.domain[0]:
+        return float("inf")  # the divisor's error may reach its floor, as for a ``div``
     lo, hi = hinge_bounds.input_interval(op, before[op.src])
     reach = hinge_bounds.extremes(op, lo - e_src, hi + e_src)
     if op.value is None or op.value == op.src:

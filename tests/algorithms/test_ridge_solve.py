@@ -32,7 +32,11 @@ def _layers(d: int, n: int, target: MlpTarget) -> int:
 @given(d=st.integers(1, 4), n=st.integers(1, 64), other=st.integers(1, 64),
        target=st.sampled_from(list(MlpTarget)))
 def test_depth_does_not_depend_on_n(d: int, n: int, other: int, target: MlpTarget) -> None:
-    assert _layers(d, n, target) == _layers(d, other, target) == 2 * d + 3
+    # each pivot's division: one LayerNorm layer (paper); the gated seed, abs and k Newton
+    # steps, 2 + k MLP halves on the critical path (construct.compiler.newton_division)
+    steps = CompileConfig().division_steps
+    expected = {MlpTarget.PAPER: 2 * d + 3, MlpTarget.GATED: (3 + steps) * d + 2}[target]
+    assert _layers(d, n, target) == _layers(d, other, target) == expected
 
 
 def test_depth_is_within_the_goal_and_far_below_the_stack() -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import verify.fuzz.oracle as oracle
 from construct.compiler.config import CompileConfig
@@ -105,6 +106,20 @@ end repeat
 
 
 def test_an_infinite_bound_is_no_guarantee_never_agreement():
-    trials = [t for t in check_program(parse_program(UNBOUNDED)) if t.target.target in ("paper", "gated")]
-    assert trials and {t.outcome for t in trials} == {Outcome.NO_GUARANTEE}
-    assert all(t.ratio is None for t in trials)
+    """The paper target's LayerNorm division bounds ``div``'s error past its floor 1/4: no
+    guarantee anywhere. The gated target's hinge seed keeps it at 7e-4 where the rows it
+    clears held little (stacked, float64): there every bound is finite, so that trial may
+    agree, within its bound; where the loop's garbage or float32's range breaks a bound, it
+    may not."""
+    trials = check_program(parse_program(UNBOUNDED))
+    paper = [t for t in trials if t.target.target == "paper"]
+    assert paper and {t.outcome for t in paper} == {Outcome.NO_GUARANTEE}
+    assert all(t.ratio is None and t.bound is None for t in paper)
+    gated = [t for t in trials if t.target.target == "gated"]
+    assert Outcome.NO_GUARANTEE in {t.outcome for t in gated}
+    for trial in gated:
+        assert trial.outcome in (Outcome.NO_GUARANTEE, Outcome.AGREE)
+        if trial.outcome is Outcome.NO_GUARANTEE:
+            assert trial.ratio is None and trial.bound is None
+        else:
+            assert math.isfinite(trial.bound) and trial.ratio <= 1

@@ -91,6 +91,7 @@ TL_CASES = [
     ("gd", ["--d", "3", "--target", "gated"], "float64"),
     ("sgd", ["--d", "2", "--n", "3", "--target", "gated", "--form", "shared"], "float64"),
     ("sherman-morrison", ["--d", "2"], "float64"),
+    ("sherman-morrison", ["--d", "2", "--target", "gated"], "float64"),  # its division: no LN
     ("ridge", ["--d", "2", "--n", "3", "--method", "sherman-morrison", "--form", "shared"],
      "float64"),
     ("gd", ["--d", "3", "--dtype", "float32"], "float32"),
@@ -159,7 +160,6 @@ def test_the_io_rule_and_config_are_written(tmp_path):
     ("lsa-gd", ["--d", "2"], "hf-gpt2", "linear"),
     ("lsa-gd", ["--d", "2"], "transformer-lens", "linear"),
     ("gd", ["--d", "2", "--target", "gated"], "hf-gpt2", "gated_mlp"),
-    ("sherman-morrison", ["--d", "2", "--target", "gated"], "transformer-lens", "gated_mlp"),
 ])
 def test_checkpoints_without_a_stock_form_are_refused_by_name(tmp_path, name, flags, to, reason,
                                                               capsys):

@@ -21,6 +21,9 @@ products of two op errors, the exact remainders of the two nonlinear ops:
 
 - a product ``b l r`` moves by ``b (l dr + r dl + dl dr)``; first order keeps the first two,
   the remainder is ``b e_l e_r``;
+- a hinge is piecewise linear: where a kink lies within its input's error ``e`` of the input,
+  the slope first order takes is off by that kink's ``|w s|`` (``hinge_bounds.KinkRemainder``,
+  taken per task at the input it has);
 - a quotient ``n / m`` moves by ``(dn - q dm) / (m + dm)``; first order keeps
   ``(dn - q dm) / m``, the remainder is ``(dn - q dm) dm / (m (m + dm))``, at most
   ``(e_n + Q e_m) e_m / (m0 (m0 - e_m))`` with ``m0`` the divisor's floor and ``Q`` the
@@ -48,7 +51,9 @@ from construct.compiler.config import unit_roundoff
 from construct.compiler.error_models import ErrorModel
 from construct.compiler.propagate import ErrorBudget, clearing_factor, representable
 from construct.language import interpreter
-from construct.language.program import Div, Mul, Program
+from construct.compiler import hinge_bounds
+from construct.compiler.hinge_bounds import KinkRemainder
+from construct.language.program import Div, Hinge, Mul, Program
 
 
 def own_error(model: ErrorModel, state: dict[str, torch.Tensor], dtype: str,
@@ -92,6 +97,23 @@ def second_order_terms(compiled: ErrorBudget, propagated: Sequence[dict[str, flo
             quotient = compiled.bounds.of_op_result(i, compiled.program)
             term = ((before[op.num] + quotient * e_den) * e_den / (floor * (floor - e_den))
                     if e_den < floor else float("inf"))
+        elif isinstance(op, Hinge):  # per task: the kinks within e of its own input
+            values = compiled.bounds.before[i]
+            e_src = before[op.src]
+            e_value = 0.0 if op.value in (None, op.src) else before[op.value]
+            lo, hi = hinge_bounds.input_interval(op, values[op.src])
+            slope = hinge_bounds.extremes(op, lo - e_src, hi + e_src).slope
+            if op.domain is not None and e_src >= op.domain[0]:
+                # a seed whose input error may reach its floor: first order only, as for a
+                # div, and so for the |c| hinge that wrote its input (its kink at 0 is inside
+                # that error too, and what it claims would be the same vacuous quotient)
+                writer = max((j for j in range(i) if compiled.program.ops[j].dst == op.src),
+                             default=None)
+                if writer is not None and isinstance(out[writer], KinkRemainder):
+                    out[writer] = 0.0
+            elif all(math.isfinite(v) for v in (e_src, e_value, slope)):
+                out.append(KinkRemainder(op, e_src, e_value, slope))
+                continue
         out.append(term if math.isfinite(term) else 0.0)
     return tuple(out)
 
@@ -138,7 +160,8 @@ def a_posteriori_bounds(program: Program, tokens: torch.Tensor,
             value = interpreter.apply_op(op, state, kinds)
             own = own_error(op_errors[index], state, dtype, value)
             if second_order is not None:
-                own = own + second_order[index]
+                term = second_order[index]
+                own = own + (term.at(state) if isinstance(term, KinkRemainder) else term)
             state = dict(state)
             state[op.dst] = tap(value, own)
         out = state[program.output][..., list(columns), 0]  # [N, K]
