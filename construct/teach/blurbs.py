@@ -75,7 +75,7 @@ CONSTANTS = {
     "target": "`paper`: GeLU MLPs and LayerNorm (the paper's lemmas); `gated`: ReLU-gated MLPs, "
               "exact products, division by a hinge seed and Newton steps, no LayerNorm",
     "newton_steps": "Newton steps `k` after the gated division's hinge seed (None: 3 in "
-                    "float64, 2 in float32): relative error `eps0^(2^k)`, `2 + k` layers"
+                    "float64, 2 in float32): relative error `eps0^(2^k)`, `2 + k` layers",
     "div_scale": "LayerNorm division pad `N_div` (Lemma 8): relative error `~E / N_div²`",
     "ln_pad": "LayerNorm pad `P` fixing the scale of `mul` layers (Lemma 6): rel. error `E/2P²`",
     "ln_eps": "LayerNorm epsilon (enters the division error)",
