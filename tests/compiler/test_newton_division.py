@@ -10,11 +10,12 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from construct.compiler.config import CompileConfig
+from construct.compiler import newton_division
 from construct.compiler.newton_division import Seed, expand_divisions, truncation
 from construct.compiler.refusal import CompileRefusal, Refusal
 from construct.language import interpreter
 from construct.language.builder import ProgramBuilder, prev
-from construct.language.program import Div, Hinge
+from construct.language.program import Div, Hinge, Mul
 from construct.model.assemble import compile_program
 from construct.model.transformer import Transformer
 from verify.check.runner import verify_model
@@ -52,13 +53,26 @@ def _division_program(size: int, floor: int | None):
     return builder.build(output="o")
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("direct", [True, False])
 @pytest.mark.parametrize("size", [1, 3])
-def test_the_expanded_program_divides_to_the_truncation_in_exact_arithmetic(size):
+def test_the_expanded_program_divides_to_the_truncation_in_exact_arithmetic(size, direct, dtype,
+                                                                            monkeypatch):
+    """Every form: the numerator seeded directly; the scalar ``r ~ 1 / |c|`` times the
+    numerator; in float32 that chain's last step taken afresh, ``q = t + t (1 - a r)``."""
+    if not direct:
+        monkeypatch.setattr(newton_division, "DIRECT_UNITS", 0)
     program = _division_program(size, 1)
-    config = CompileConfig.for_dtype("float64", target="gated")
+    config = CompileConfig.for_dtype(dtype, target="gated")
     expanded = expand_divisions(program, config)
     assert not any(isinstance(op, Div) for op in expanded.ops)
     assert sum(isinstance(op, Hinge) for op in expanded.ops) == 3
+    products = sum(isinstance(op, Mul) for op in expanded.ops) - 1  # less the program's dot
+    k = config.division_steps  # a coupled step: two products, the last one
+    coupled = 2 * k - 1
+    assert products == {(True, "float64"): coupled, (True, "float32"): coupled,
+                        (False, "float64"): coupled + 1,  # n r_k
+                        (False, "float32"): coupled - 2 + 3}[direct, dtype]  # t, p, t (1 - p)
     rng = np.random.default_rng(size)
     tokens = np.array([[sp_rational(v) for v in row]
                        for row in rng.integers(-4, 5, (5, 3))], dtype=object)
@@ -76,10 +90,14 @@ def sp_rational(value: int):
 
 
 @settings(max_examples=10, deadline=None)
-@given(st.integers(1, 3), st.sampled_from([None, 1]), st.sampled_from(["float64", "float32"]))
-def test_a_compiled_gated_division_stays_within_its_bounds(size, floor, dtype):
+@given(st.integers(1, 3), st.sampled_from([None, 1]), st.sampled_from(["float64", "float32"]),
+       st.booleans())
+def test_a_compiled_gated_division_stays_within_its_bounds(size, floor, dtype, direct):
     program = _division_program(size, floor)
-    compiled = compile_program(program, CompileConfig.for_dtype(dtype, target="gated"))
+    with pytest.MonkeyPatch.context() as patch:
+        if not direct:  # the scalar chain and its fresh last step
+            patch.setattr(newton_division, "DIRECT_UNITS", 0)
+        compiled = compile_program(program, CompileConfig.for_dtype(dtype, target="gated"))
     assert not compiled.shape.ln2  # no LayerNorm anywhere: no pads
     assert max(float(np.abs(w).max()) for w in compiled.weights.values()) <= 1e4
     model = Transformer(compiled.shape, compiled.weights, getattr(torch, dtype))
