@@ -15,10 +15,12 @@ def test_the_grid_covers_every_program_algorithm():
 
 
 def test_small_grid_every_error_within_its_a_posteriori_bound(capsys):
+    """Both targets by default: the gated one's hinges and Newton steps carry their bounds too."""
     assert rawc(["bench", "bounds", "--max-d", "2", "--max-n", "4", "--trials", "32",
                  "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert len(rows) == 7
+    assert len(rows) == 14  # 7 configurations, each MLP target
+    assert {r["target"] for r in rows} == {"paper", "gated"}
     for row in rows:
         assert row["worst_ratio"] <= 1.0, row
         assert 0 < row["a_posteriori"] < float("inf"), row

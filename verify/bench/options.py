@@ -14,7 +14,7 @@ _SWEEP = frozenset({"json", "max_d", "max_n", "max_stack_layers", "seed", "targe
 USES: dict[str, frozenset[str]] = {
     "sizes": frozenset({"json", "max_d", "seed", "trials"}),
     "ops": frozenset({"json", "seed"}),
-    "bounds": frozenset({"json", "max_d", "max_n", "seed", "trials"}),
+    "bounds": frozenset({"json", "max_d", "max_n", "seed", "target", "trials"}),
     "verify": frozenset({"json", "trials"}),
     "targets": frozenset({"gelu_product", "json", "max_d", "max_n", "seed", "target", "trials"}),
     "ridge": _SWEEP,
