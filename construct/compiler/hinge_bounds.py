@@ -139,12 +139,20 @@ def rounding_count(op: Hinge, magnitude: float, value_bound: float) -> float:
     return (units + 8) * value * spread + 2 * abs(float(op.bias))
 
 
+def remainder_slope(op: Hinge, lo: float, hi: float) -> float:
+    """``L = max |G'|`` over ``[lo, hi]``, ``G = sum_k w_k relu(s_k x + o_k)`` the terms' sum
+    (not ``dst``'s slope: for a hinge of its own input, ``dst = b + x G(x)``, whose slope
+    ``G + x G'`` is small where ``x G(x) ~ 1`` while ``G'`` is ``~ 1 / m^2``)."""
+    return extremes(dataclasses.replace(op, value=None), lo, hi).slope
+
+
 @dataclasses.dataclass(frozen=True)
 class KinkRemainder:
-    """What first order misses of a hinge on one task: the kinks within the input's error
-    ``e_src`` of the input, ``J = sum |w_k s_k|`` over them, move ``dst`` by up to
-    ``J e_src (|v| + e_v) + L e_src e_v`` (``L`` the largest slope); a hinge of its own input
-    by ``|x| J e + L e^2``."""
+    """What first order misses of a hinge ``dst = b + v G(x)`` on one task: the kinks within
+    the input's error ``e = e_src`` of the input, ``J = sum |w_k s_k|`` over them, and
+    ``L = remainder_slope``. ``v [G(x + d) - G(x) - G'(x) d] + dv [G(x + d) - G(x)]`` is at most
+    ``J e (|v| + e_v) + L e e_v``; a hinge of its own input (``v = x``, ``dv = d``) moves by
+    ``x [G(x + d) - G(x) - G'(x) d] + d [G(x + d) - G(x)]``, at most ``|x| J e + L e^2``."""
 
     op: Hinge
     input_error: float

@@ -23,14 +23,14 @@ layer, and with it pads of ``1e9``. The gated target divides without LayerNorm. 
 ``k = CompileConfig.division_steps`` (3 in float64, 2 in float32) and
 ``eps0 = (u / 16)^(1 / 2^k)`` put the truncation at a sixteenth of the unit roundoff; the
 knot ratio ``rho = 1 + 2E + 2 sqrt(E + E^2)`` follows from ``E = 2 eps0 / (1 - eps0)``, and
-``K = ceil(log(M / m) / log rho)`` knots (float64: ``rho ~ 1.24``, about ``4.6 ln(M / m)``).
+``K = ceil(log(M / m) / log rho)`` knots (float64: ``rho ~ 1.27``, about ``4.2 ln(M / m)``).
 One step fewer needs ``rho ~ 1.02``, ten times the knots, and the seed's sum of ``K``
 positive terms rounds like ``K u``: measured on Sherman-Morrison, d = 2, float32, one step
 and 400 knots err 1.5e-5 in ``r``, two steps and 30 knots 1e-6; float64 d = 16 1.7e-13
 against 2e-14.
 4. *A fresh last step*, in float32, where the chain runs on the scalar ``r ~ 1 / a`` (a
-   numerator too large to seed entry by entry): ``k - 1`` coupled steps, then ``t = n r`` and ``p = a r`` in one
-   layer and ``q = t + t (1 - p)`` in the next. With ``a r = 1 - eps`` that is
+   numerator too large to seed entry by entry): ``k - 1`` coupled steps, then ``t = n r`` and
+   ``p = a r`` in one layer and ``q = t + t (1 - p)`` in the next. With ``a r = 1 - eps`` that is
    ``(n / a)(1 - eps^2)`` (proved beside the identity above): the coupled chain carries the
    mismatch of ``r_0``'s and ``e_0``'s roundings (each a sum of ``K`` terms), the fresh step
    squares it away.
@@ -89,7 +89,10 @@ class Seed:
         terms = tuple((centre * weights[j] * powers[j], -1 / powers[j], knots[j] / powers[j])
                       for j in range(1, last + 1))
         terms += ((centre / knots[last], Fraction(0), Fraction(1)),)
-        return cls(terms, knots[0], Fraction(top), spread_exact / (2 + spread_exact))
+        # the seed holds to its last knot, a hair past ``top``: the domain says so, a margin
+        # for a lowered loop's divisors, which differ from the written program's by the
+        # truncation of earlier quotients
+        return cls(terms, knots[0], knots[-1], spread_exact / (2 + spread_exact))
 
     @property
     def negated(self) -> tuple[tuple[Fraction, Fraction, Fraction], ...]:
@@ -116,9 +119,10 @@ def expand_divisions(program: Program, config: CompileConfig) -> Program:
     if program.groups is not None:
         raise CompileRefusal(
             Refusal.GROUPED_GATED_DIVISION,
-            f"op {divisions[0] + 1} (div): the gated target divides over {2 + config.division_steps} "
-            "layers (a hinge seed, then Newton steps), so the program's explicit layer groups "
-            "cannot hold it; drop the groups or use --target paper")
+            f"op {divisions[0] + 1} (div): the gated target divides over "
+            f"{2 + config.division_steps} layers or more (a hinge seed, then Newton steps), so "
+            "the program's explicit layer groups cannot hold it; drop the groups or use "
+            "--target paper")
     top = _divisor_bounds(program, config.input_bound)
     names = {slot.name for slot in program.slots}
     slots, ops, where = list(program.slots), [], {}
@@ -177,6 +181,12 @@ def _division(op: Div, index: int, top: float, config: CompileConfig, names: set
     2e-14; float32's a-priori bound there is uninformative either way (891 -> 4.6e5)."""
     steps = config.division_steps
     floor = float(op.min_abs)
+    if not math.isfinite(top):
+        raise CompileRefusal(
+            Refusal.OUT_OF_RANGE,
+            f"op {index + 1} (div): its divisor has no finite magnitude bound over the declared "
+            "input box, so the gated division's seed has no interval to cover; declare a "
+            "smaller --bound or use --target paper")
     seed = Seed.reciprocal(floor, max(top, floor), steps, config.dtype)
     base = f"_div{index + 1}"
     direct = size * len(seed.terms) <= DIRECT_UNITS

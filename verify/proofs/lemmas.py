@@ -187,21 +187,29 @@ def newton_division(steps: int = 3) -> Derivation:
     for k in range(1, steps + 1):
         q, e = q + q * e, e * e
         identities.append(sp.simplify(q - n / a * (1 - e0 ** (2 ** k))))
+    # every k at once: if q_i = (n / a)(1 - E), E = e0^(2^i), and e_i = E, the step gives
+    # (n / a)(1 - E^2) and e_(i+1) = E^2 (config.newton_steps allows up to 8)
+    big = sp.Symbol("E", real=True)
+    induction = sp.simplify(n / a * (1 - big) * (1 + big) - n / a * (1 - big ** 2))
     # the scalar chain's last step, taken afresh from r = (1 - eps) / a with the numerator:
     # t = n r, q = t + t (1 - a r)
     eps = sp.Symbol("eps", real=True)
     r = (1 - eps) / a
     fresh = sp.simplify(n * r + n * r * (1 - a * r) - n / a * (1 - eps ** 2))
-    holds = spread == 0 and all(value == 0 for value in identities) and fresh == 0
+    holds = (spread == 0 and all(value == 0 for value in identities) and induction == 0
+             and fresh == 0)
     return Derivation(
         name="gated division (hinge seed, coupled Newton)",
         statement="q_0 = n g(a), e_0 = 1 - a g(a); q_(i+1) = q_i (1 + e_i), e_(i+1) = e_i^2 "
-                  f"give q_k = (n / a)(1 - e_0^(2^k)) (k <= {steps}); a fresh last step "
-                  "t + t (1 - a r), t = n r, a r = 1 - eps, gives (n / a)(1 - eps^2); the chord "
+                  f"give q_k = (n / a)(1 - e_0^(2^k)) (shown for k <= {steps}, every k by "
+                  "induction); a fresh last step t + t (1 - a r), t = n r, a r = 1 - eps, "
+                  "gives (n / a)(1 - eps^2); the chord "
                   "of 1/x over [t, rho t] has x g(x) - 1 <= (rho - 1)^2 / (4 rho)",
         steps=(("chord peak", f"x = {peak}: x g(x) - 1 - (rho - 1)^2 / (4 rho) = {spread}"),
                *((f"k = {k + 1}", f"q_k - (n / a)(1 - e0^{2 ** (k + 1)}) = {value}")
                  for k, value in enumerate(identities)),
+               ("every k", f"q_i = (n / a)(1 - E), E = e0^(2^i): q_i (1 + E) - (n / a)(1 - E^2) "
+                           f"= {induction}"),
                ("fresh step", f"n r (2 - a r) - (n / a)(1 - eps^2) = {fresh}")),
         holds=holds, leading_error=n / a * e0 ** (2 ** steps), order="eps0^(2^k)",
         coefficient=sp.Integer(1))
