@@ -125,11 +125,12 @@ def expand_divisions(program: Program, config: CompileConfig) -> Program:
             "--target paper")
     top = _divisor_bounds(program, config.input_bound)
     names = {slot.name for slot in program.slots}
-    slots, ops, where = list(program.slots), [], {}
+    slots, ops, where, declared = list(program.slots), [], {}, []
     for i, op in enumerate(program.ops):
         if isinstance(op, Div):
-            new_slots, new_ops = _division(op, i, top[i], config, names,
-                                           program.slot(op.num).size)
+            new_slots, new_ops, new_bounds = _division(op, i, top[i], config, names,
+                                                       program.slot(op.num).size)
+            declared += [(len(ops) + j, bound) for j, bound in new_bounds]
             slots += new_slots
             ops += new_ops
         else:
@@ -139,7 +140,8 @@ def expand_divisions(program: Program, config: CompileConfig) -> Program:
     loop = program.loop
     if loop is not None:
         loop = Loop(starts[loop.start], where[loop.stop - 1] + 1, loop.times)
-    assumptions = tuple((where[i], bound) for i, bound in program.assumptions)
+    assumptions = tuple(sorted([(where[i], bound) for i, bound in program.assumptions]
+                               + declared, key=lambda pair: pair[0]))
     return dataclasses.replace(program, slots=tuple(slots), ops=tuple(ops), loop=loop,
                                assumptions=assumptions)
 
@@ -164,7 +166,7 @@ def _fresh(names: set[str], wanted: str) -> str:
 
 
 def _division(op: Div, index: int, top: float, config: CompileConfig, names: set[str],
-              size: int) -> tuple[list[Slot], list[Op]]:
+              size: int) -> tuple[list[Slot], list[Op], list[tuple[int, Fraction]]]:
     """The ops replacing ``op``: a numerator is seeded directly (``q_0 = n g(a)``, a unit per
     knot and entry) while that takes at most ``DIRECT_UNITS`` units; a larger one (a matrix:
     Sherman-Morrison's ``A x x^T A``) runs the chain on the scalar ``r ~ 1 / |c|``
@@ -174,9 +176,13 @@ def _division(op: Div, index: int, top: float, config: CompileConfig, names: set
     In float32 that chain's last step is taken afresh (module docstring, 4.): same layers,
     the chain's accumulated rounding squared away. Sherman-Morrison float32 end to end:
     d = 16 6.9e-6 -> 3.7e-6, d = 32 1.5e-5 -> 8.4e-6 (the interpreter's own float32 run:
-    1.6e-6, 4.4e-6). Not in float64: the error propagation bounds ``p = a r`` by
-    ``max|a| * err(r)``, and ``err(r)`` is absolute, ``~ max|r| delta``: the intervals lose the
-    ``a r ~ 1`` correlation and the bound grows by ``M / m`` (Sherman-Morrison d = 8: a-priori
+    1.6e-6, 4.4e-6). The fresh ``1 - p`` declares its bound (``Program.assumptions``, checked
+    on every task): ``a r_(k-1) = 1 - e_0^(2^(k-1))`` exactly, so ``|1 - p| <= eps0^(2^(k-1))``,
+    where intervals give ``1 + M / m`` (``rawc fuzz`` found the products past ``1e100``, a
+    refusal the written program does not earn). Not in float64: the error propagation bounds
+    ``p = a r`` by ``max|a| * err(r)``, and ``err(r)`` is absolute, ``~ max|r| delta``: the
+    intervals lose the ``a r ~ 1`` correlation and the bound grows by ``M / m`` (no assumption
+    caps an error; Sherman-Morrison d = 8: a-priori
     1.7e-6 -> 8.7e-4, a-posteriori 2.7e-10 -> 5.6e-9) where float64's observed error is already
     2e-14; float32's a-priori bound there is uninformative either way (891 -> 4.6e5)."""
     steps = config.division_steps
@@ -214,12 +220,15 @@ def _division(op: Div, index: int, top: float, config: CompileConfig, names: set
         if j + 1 < coupled:
             ops.append(Mul(e[j + 1], e[j], e[j], 1, 1, 1))
         ops.append(Aff(chain[j + 1], ((chain[j], eye), (step[j], eye))))
+    declared: list[tuple[int, Fraction]] = []
     if fresh:
         slots, fresh_ops = _fresh_step(op, base, chain[-1], a, size, names, slots)
+        left = seed.eps0 ** (2 ** coupled)  # |1 - a r_(k-1)| in exact arithmetic
+        declared.append((len(ops) + 2, 2 * left + Fraction(1, 2 ** 20)))  # ops: t, p, 1 - p
         ops += fresh_ops
     elif not direct:
         ops.append(Mul(op.dst, op.num, chain[-1], size, 1, 1))
-    return slots, ops
+    return slots, ops, declared
 
 
 def _fresh_step(op: Div, base: str, r: str, a: str, size: int, names: set[str],

@@ -15,6 +15,7 @@ from construct.compiler.newton_division import Seed, expand_divisions, truncatio
 from construct.compiler.refusal import CompileRefusal, Refusal
 from construct.language import interpreter
 from construct.language.builder import ProgramBuilder, prev
+from construct.language.parser import parse_program
 from construct.language.program import Div, Hinge, Mul
 from construct.model.assemble import compile_program
 from construct.model.transformer import Transformer
@@ -138,3 +139,47 @@ def test_a_divisor_below_its_floor_is_caught_on_the_hinge_domain():
     with pytest.raises(AssumptionError, match="outside the declared"):
         verify_model(compiled, model, "division", {"n": 3}, closed=False, dtype="float64",
                      device=torch.device("cpu"), trials=64, seed=0, batch=64)
+
+
+WIDE_RANGE = """program wide
+d 1
+slot x 1
+slot y 1
+slot s1 1
+slot s2 1
+slot s3 1
+slot s4 1
+slot s5 1
+slot s6 1
+slot s7 1
+slot den 1
+slot q 1
+input x y
+output q
+s1 = mul x x 1x1x1
+s2 = mul s1 s1 1x1x1
+s3 = mul s2 s2 1x1x1
+s4 = mul s3 s3 1x1x1
+s5 = mul s4 s4 1x1x1
+s6 = mul s5 s5 1x1x1
+s7 = mul s6 s6 1x1x1
+den = aff s7 * 1 + bias [1/4]
+q = div s7 den min 1/4
+"""
+
+
+def test_the_fresh_step_declares_its_small_factor_so_a_wide_divisor_is_not_refused(
+        monkeypatch):
+    """``rawc fuzz`` (every division through the scalar chain): a divisor over ``[1/4, 1e77]``
+    gave ``|1 - a r| <= 1 + M / m`` by intervals and products past ``1e100``, refused as out of
+    range though the written program stays below it. The fresh step declares
+    ``|1 - a r| <= 2 eps0^(2^(k-1)) + 2^-20`` (true in exact arithmetic; verify checks it)."""
+    monkeypatch.setattr(newton_division, "DIRECT_UNITS", 0)
+    program = parse_program(WIDE_RANGE)
+    config = CompileConfig.for_dtype("float32", target="gated")
+    compiled = compile_program(program, config)  # no refusal
+    assert max(compiled.bounds.results) < 1e100
+    expanded = expand_divisions(program, config)
+    declared = {expanded.ops[i].dst: bound for i, bound in expanded.assumptions}
+    fresh = [name for name in declared if name.endswith("_ef")]
+    assert len(fresh) == 1 and declared[fresh[0]] < Fraction(1, 1000)
