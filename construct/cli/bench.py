@@ -39,8 +39,9 @@ def add_bench_parser(sub) -> None:
                     "s on two cores; --max-d 16 for a quick look.\n\n`rawc bench ops`: observed vs "
                     "predicted error of each lowered operation in isolation.\n\n`rawc bench "
                     "bounds [--target paper,gated]`: the a-priori and a-posteriori bounds of every "
-                    "named program algorithm at its defaults, each MLP target, across d (<= --max-d) and n (<= --max-n), beside "
-                    "the observed error (tightness goal: within 100x).\n\n`rawc bench verify`: "
+                    "named program algorithm at its defaults, each MLP target, across d "
+                    "(<= --max-d) and n (<= --max-n), beside the observed error (tightness goal: "
+                    "within 100x).\n\n`rawc bench verify`: "
                     "wall time, phases and peak memory of `rawc verify` on ridge d=8 n=32 "
                     "(both forms) and sgd d=16 n=64 with --trials tasks (goal: 10000 tasks in "
                     "under 60 s and 1.5 GB), each in its own process.\n\n`rawc bench targets "
@@ -65,9 +66,8 @@ def add_bench_parser(sub) -> None:
                    choices=("sizes", "ops", "bounds", "verify", "targets", "ridge", "horizon"),
                    default="sizes")
     p.add_argument("--target",
-                   help="`bench targets`, `bounds`, `ridge`, `horizon`: the MLP targets to set side by "
-                        "side, comma separated "
-                        "(default paper,gated)")
+                   help="`bench targets`, `bounds`, `ridge`, `horizon`: the MLP targets to set "
+                        "side by side, comma separated (default paper,gated)")
     p.add_argument("--gelu-product",
                    help="`bench targets`: the paper target's GeLU product rules to measure, "
                         "comma separated (default richardson,lemma4)")

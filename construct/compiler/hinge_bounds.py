@@ -139,6 +139,12 @@ def rounding_count(op: Hinge, magnitude: float, value_bound: float) -> float:
     return (units + 8) * value * spread + 2 * abs(float(op.bias))
 
 
+def error_reaches_floor(op: Hinge, input_error: float) -> bool:
+    """The input's error may reach its domain's floor (a gated division's divisor ``|c| >= m``):
+    then no bound holds past it, as for a ``div`` whose divisor error reaches ``m``."""
+    return op.domain is not None and input_error >= op.domain[0]
+
+
 def remainder_slope(op: Hinge, lo: float, hi: float) -> float:
     """``L = max |G'|`` over ``[lo, hi]``, ``G = sum_k w_k relu(s_k x + o_k)`` the terms' sum
     (not ``dst``'s slope: for a hinge of its own input, ``dst = b + x G(x)``, whose slope

@@ -182,9 +182,9 @@ def _division(op: Div, index: int, top: float, config: CompileConfig, names: set
     refusal the written program does not earn). Not in float64: the error propagation bounds
     ``p = a r`` by ``max|a| * err(r)``, and ``err(r)`` is absolute, ``~ max|r| delta``: the
     intervals lose the ``a r ~ 1`` correlation and the bound grows by ``M / m`` (no assumption
-    caps an error; Sherman-Morrison d = 8: a-priori
-    1.7e-6 -> 8.7e-4, a-posteriori 2.7e-10 -> 5.6e-9) where float64's observed error is already
-    2e-14; float32's a-priori bound there is uninformative either way (891 -> 4.6e5)."""
+    caps an error; Sherman-Morrison d = 8: a-priori 1.7e-6 -> 8.7e-4, a-posteriori 2.7e-10 ->
+    5.6e-9) where float64's observed error is already 2e-14; float32's a-priori bound there is
+    uninformative either way (891 -> 4.6e5)."""
     steps = config.division_steps
     floor = float(op.min_abs)
     if not math.isfinite(top):
@@ -222,9 +222,11 @@ def _division(op: Div, index: int, top: float, config: CompileConfig, names: set
         ops.append(Aff(chain[j + 1], ((chain[j], eye), (step[j], eye))))
     declared: list[tuple[int, Fraction]] = []
     if fresh:
-        slots, fresh_ops = _fresh_step(op, base, chain[-1], a, size, names, slots)
         left = seed.eps0 ** (2 ** coupled)  # |1 - a r_(k-1)| in exact arithmetic
-        declared.append((len(ops) + 2, 2 * left + Fraction(1, 2 ** 20)))  # ops: t, p, 1 - p
+        fresh_slots, fresh_ops, fresh_bounds = _fresh_step(
+            op, base, chain[-1], a, size, names, 2 * left + Fraction(1, 2 ** 20))
+        declared = [(len(ops) + j, bound) for j, bound in fresh_bounds]
+        slots += fresh_slots
         ops += fresh_ops
     elif not direct:
         ops.append(Mul(op.dst, op.num, chain[-1], size, 1, 1))
@@ -232,9 +234,10 @@ def _division(op: Div, index: int, top: float, config: CompileConfig, names: set
 
 
 def _fresh_step(op: Div, base: str, r: str, a: str, size: int, names: set[str],
-                slots: list[Slot]) -> tuple[list[Slot], list[Op]]:
+                small: Fraction) -> tuple[list[Slot], list[Op], list[tuple[int, Fraction]]]:
     """``q = t + t (1 - p)``, ``t = n r`` and ``p = a r`` (``_division``): the Newton step
-    ``r (2 - a r)`` taken afresh from ``r``, with the numerator's product inside it."""
+    ``r (2 - a r)`` taken afresh from ``r``, with the numerator's product inside it; and the
+    declared bound ``|1 - p| <= small`` (the index among these ops)."""
     t, p, e, te = (_fresh(names, f"{base}_{name}") for name in ("t", "p", "ef", "te"))
     eye = identity(size)
     ops: list[Op] = [
@@ -243,4 +246,5 @@ def _fresh_step(op: Div, base: str, r: str, a: str, size: int, names: set[str],
         Aff(e, ((p, ((Fraction(-1),),)),), bias=((Fraction(1),),)),
         Mul(te, t, e, size, 1, 1),
         Aff(op.dst, ((t, eye), (te, eye)))]
-    return slots + [Slot(t, size), Slot(p, 1), Slot(e, 1), Slot(te, size)], ops
+    declared = [(j, small) for j, fresh_op in enumerate(ops) if fresh_op.dst == e]
+    return [Slot(t, size), Slot(p, 1), Slot(e, 1), Slot(te, size)], ops, declared

@@ -170,8 +170,8 @@ def propagated_bounds(compiled: ErrorBudget, dtype: str) -> tuple[dict[str, floa
 def hinge_inherited(op: Hinge, before: dict[str, float], errors: dict[str, float]) -> float:
     """What a hinge's input errors become (module docstring)."""
     e_src = errors[op.src]
-    if op.domain is not None and e_src >= op.domain[0]:
-        return float("inf")  # the divisor's error may reach its floor, as for a ``div``
+    if hinge_bounds.error_reaches_floor(op, e_src):
+        return float("inf")
     lo, hi = hinge_bounds.input_interval(op, before[op.src])
     reach = hinge_bounds.extremes(op, lo - e_src, hi + e_src)
     if op.value is None or op.value == op.src:

@@ -23,6 +23,7 @@ from construct.algorithms.registry import get_algorithm
 from construct.compiler.config import CompileConfig, MlpTarget, torch_dtype
 from construct.model.assemble import compile_program
 from construct.model.transformer import Transformer
+from verify.bench.options import listed
 from verify.check.integrity import Integrity, IntegrityResult
 from verify.check.runner import verify_model
 from verify.check.verdict import judge_program
@@ -66,14 +67,12 @@ def measure(name: str, d: int, n: int | None, trials: int, seed: int,
 
 def format_rows(rows: list[dict[str, object]]) -> str:
     head = (f"{'algorithm':<17} {'d':>3} {'n':>3} {'target':<6} {'layers':>6} {'a priori':>10} "
-            f"{'rel':>9} "
-            f"{'a posteriori':>12} {'observed':>10} {'tight':>7} {'worst':>7} {'verdict':<13}"
-            f" {'s':>6}")
+            f"{'rel':>9} {'a posteriori':>12} {'observed':>10} {'tight':>7} {'worst':>7} "
+            f"{'verdict':<13} {'s':>6}")
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(f"{r['algorithm']:<17} {r['d']:>3} {r['n'] or '-':>3} {r['target']:<6} "
-                     f"{r['layers']:>6} "
-                     f"{r['a_priori']:>10.3g} {r['a_priori_relative']:>9.3g} "
+                     f"{r['layers']:>6} {r['a_priori']:>10.3g} {r['a_priori_relative']:>9.3g} "
                      f"{r['a_posteriori']:>12.3g} {r['observed']:>10.3g} "
                      f"{r['tightness']:>7.1f} {r['worst_ratio']:>7.3f} {r['verdict']:<13}"
                      f" {r['seconds']:>6.1f}")
@@ -91,9 +90,8 @@ def format_rows(rows: list[dict[str, object]]) -> str:
 
 def main(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)
-    targets = [MlpTarget(t.strip()) for t in args.target.split(",")]
     grid = [(config, target) for config in configurations(args.max_d, args.max_n)
-            for target in targets]
+            for target in listed(args.target, MlpTarget)]
     rows = []
     for (name, d, n), target in tqdm(grid, desc="configurations", disable=args.json,
                                      file=sys.stderr):

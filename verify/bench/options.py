@@ -54,6 +54,11 @@ def settle(args: argparse.Namespace) -> argparse.Namespace:
     return args
 
 
+def listed(text: str, kind: type) -> list:
+    """The members a comma-separated option names, in order (``settle`` has checked them)."""
+    return [kind(name.strip()) for name in text.split(",")]
+
+
 def _check_names(option: str, text: str, kind: type) -> None:
     allowed = [member.value for member in kind]
     for name in text.split(","):

@@ -33,6 +33,7 @@ from construct.algorithms.ridge_solve import RidgeMethod
 from construct.compiler.config import CompileConfig, MlpTarget, PositionCode
 from construct.compiler.limits import limits
 from construct.model.assemble import compile_program
+from verify.bench.options import listed
 from verify.bench.targets import relative_error
 
 DIMENSIONS = (2, 4, 8, 16)
@@ -172,8 +173,8 @@ def goals(rows: list[dict[str, object]]) -> list[str]:
 def main_horizon(args: argparse.Namespace) -> int:
     """``rawc bench horizon``: each learner's error against the context length, d = 4."""
     rows = []
-    for target in [MlpTarget(t.strip()) for t in args.target.split(",")]:
-        for code in [PositionCode(c.strip()) for c in args.position_code.split(",")]:
+    for target in listed(args.target, MlpTarget):
+        for code in listed(args.position_code, PositionCode):
             rows += horizon(min(4, args.max_d), target, args.max_n, args.max_stack_layers,
                             args.trials, args.seed, progress=not args.json, code=code)
     print(json.dumps(rows, indent=2) if args.json else format_horizon(rows))
@@ -181,7 +182,7 @@ def main_horizon(args: argparse.Namespace) -> int:
 
 
 def main(args: argparse.Namespace) -> int:
-    targets = [MlpTarget(t.strip()) for t in args.target.split(",")]
+    targets = listed(args.target, MlpTarget)
     work = [(method, target, d, n) for method in RidgeMethod for target in targets
             for d in DIMENSIONS if d <= args.max_d for n in CONTEXTS if n <= args.max_n]
     rows = []

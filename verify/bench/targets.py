@@ -26,6 +26,7 @@ from construct.algorithms.registry import get_algorithm
 from construct.compiler.config import CompileConfig, GeluProduct, MlpTarget, torch_dtype
 from construct.model.assemble import compile_program
 from construct.model.transformer import Transformer
+from verify.bench.options import listed
 from verify.solvers import checked_prefixes, closed_form_prediction
 from verify.tasks import make_tasks
 
@@ -136,16 +137,8 @@ def lowerings(targets: list[MlpTarget], rules: list[GeluProduct]
 
 
 def main(args: argparse.Namespace) -> int:
-    try:
-        targets = [MlpTarget(t.strip()) for t in args.target.split(",")]
-    except ValueError:
-        raise ValueError(f"--target {args.target!r}: give paper, gated or both, comma "
-                         "separated") from None
-    try:
-        rules = [GeluProduct(r.strip()) for r in args.gelu_product.split(",")]
-    except ValueError:
-        raise ValueError(f"--gelu-product {args.gelu_product!r}: give richardson, lemma4 or "
-                         "both, comma separated") from None
+    targets = listed(args.target, MlpTarget)
+    rules = listed(args.gelu_product, GeluProduct)
     rows = []
     work = [(c, t, r) for c in configurations(args.max_d, args.max_n)
             for t, r in lowerings(targets, rules)]

@@ -103,7 +103,7 @@ def second_order_terms(compiled: ErrorBudget, propagated: Sequence[dict[str, flo
             e_value = 0.0 if op.value in (None, op.src) else before[op.value]
             lo, hi = hinge_bounds.input_interval(op, values[op.src])
             slope = hinge_bounds.remainder_slope(op, lo - e_src, hi + e_src)
-            if op.domain is not None and e_src >= op.domain[0]:
+            if hinge_bounds.error_reaches_floor(op, e_src):
                 # a seed whose input error may reach its floor: first order only, as for a
                 # div, and so for the |c| hinge that wrote its input (its kink at 0 is inside
                 # that error too, and what it claims would be the same vacuous quotient)
