@@ -12,8 +12,8 @@ on each piece between two kinks ``F = alpha + beta x`` with ``alpha = sum w_k o_
 
 Slopes over an interval are Lipschitz constants, kinks included, so the a-priori propagation
 (``construct.compiler.propagate``) may cross a kink. The a-posteriori bound differentiates at
-each task's own input, where a kink within the input's error of it adds
-``|w_k s_k| e`` (``kink_remainder``).
+each task's own input, where a kink within the input's error of it adds ``|w_k s_k| e``
+(``NearInput``, used by ``verify.check.running_error``).
 
 *Rounding* (gated units, ``construct.targets.paper.mlp``). Unit ``k`` computes its gate
 ``s_k z_x + o_k z_1`` (two products and a sum: ``3 u (|s_k x| + |o_k|)``), its relu exactly, its
@@ -141,46 +141,35 @@ def rounding_count(op: Hinge, magnitude: float, value_bound: float) -> float:
 
 def error_reaches_floor(op: Hinge, input_error: float) -> bool:
     """The input's error may reach its domain's floor (a gated division's divisor ``|c| >= m``):
-    then no bound holds past it, as for a ``div`` whose divisor error reaches ``m``."""
-    return op.domain is not None and input_error >= op.domain[0]
-
-
-def remainder_slope(op: Hinge, lo: float, hi: float) -> float:
-    """``L = max |G'|`` over ``[lo, hi]``, ``G = sum_k w_k relu(s_k x + o_k)`` the terms' sum
-    (not ``dst``'s slope: for a hinge of its own input, ``dst = b + x G(x)``, whose slope
-    ``G + x G'`` is small where ``x G(x) ~ 1`` while ``G'`` is ``~ 1 / m^2``)."""
-    return extremes(dataclasses.replace(op, value=None), lo, hi).slope
+    then no bound holds past it, as for a ``div`` whose divisor error reaches ``m``. (A float,
+    or per entry for a tensor of errors.)"""
+    return op.domain is not None and input_error >= float(op.domain[0])
 
 
 @dataclasses.dataclass(frozen=True)
-class KinkRemainder:
-    """What first order misses of a hinge ``dst = b + v G(x)`` on one task: the kinks within
-    the input's error ``e = e_src`` of the input, ``J = sum |w_k s_k|`` over them, and
-    ``L = remainder_slope``. ``v [G(x + d) - G(x) - G'(x) d] + dv [G(x + d) - G(x)]`` is at most
-    ``J e (|v| + e_v) + L e e_v``; a hinge of its own input (``v = x``, ``dv = d``) moves by
-    ``x [G(x + d) - G(x) - G'(x) d] + d [G(x + d) - G(x)]``, at most ``|x| J e + L e^2``."""
+class NearInput:
+    """The terms' sum ``G = sum_k w_k relu(s_k x + o_k)`` near one task's inputs, per entry
+    (tensors ``[..., 1]``): ``G(x)``, its slope ``G'(x)`` off the kinks, ``J`` the ``|w_k s_k|``
+    of the units whose gate changes sign within ``e`` of ``x`` (the kinks there), and
+    ``L = |sum of w_k s_k over the units active on all of [x - e, x + e]| + J``, at least
+    ``|G'|`` anywhere on that interval (a unit's slope switches on or off only at its kink)."""
 
-    op: Hinge
-    input_error: float
-    value_error: float
-    slope: float
-    extra: float = 0.0  # a constant term added to it (what clearing the op's rows left)
+    value: object
+    slope: object
+    jump: object
+    reach: object
 
-    def __add__(self, other: float) -> KinkRemainder:
-        return dataclasses.replace(self, extra=self.extra + other)
-
-    def at(self, state: dict) -> object:
+    @classmethod
+    def at(cls, op: Hinge, x, e) -> NearInput:
         import torch
 
-        x = state[self.op.src].detach()
-        w, s, o = (torch.tensor(a, dtype=x.dtype, device=x.device) for a in _terms(self.op))
-        near = (x * s + o).abs() <= s.abs() * self.input_error
-        jump = torch.where(near, (w * s).abs(), torch.zeros_like(w)).sum(-1, keepdim=True)
-        e = self.input_error
-        if self.op.value is None:
-            return jump * e + self.extra
-        if self.op.value == self.op.src:
-            return x.abs() * jump * e + self.slope * e * e + self.extra
-        v = state[self.op.value].detach().abs().amax(-1, keepdim=True)
-        return (jump * e * (v + self.value_error) + self.slope * e * self.value_error
-                + self.extra)
+        w, s, o = (torch.tensor(a, dtype=x.dtype, device=x.device) for a in _terms(op))
+        gate = x * s + o
+        low, high = (x - e) * s + o, (x + e) * s + o
+        always = (low > 0) & (high > 0)
+        switching = ~always & ((low > 0) | (high > 0) | (gate.abs() <= s.abs() * e))
+        ws = w * s
+        jump = torch.where(switching, ws.abs(), 0.0).sum(-1, keepdim=True)
+        return cls(value=(gate.clamp(min=0) * w).sum(-1, keepdim=True),
+                   slope=torch.where(gate > 0, ws, 0.0).sum(-1, keepdim=True), jump=jump,
+                   reach=torch.where(always, ws, 0.0).sum(-1, keepdim=True).abs() + jump)

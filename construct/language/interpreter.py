@@ -145,6 +145,11 @@ class Step:
     min_divisor: float | None
 
 
+def constant_like(matrix: Matrix, like: Array) -> Array:
+    """An op's exact matrix as a constant of ``like``'s array family (cached for torch)."""
+    return _Backend(like).constant(matrix)
+
+
 def initial_state(program: Program, tokens: Array) -> dict[str, Array]:
     """Embed tokens ``[..., T, d + 1]``: row 0 is the label, rows 1..d the features.
 

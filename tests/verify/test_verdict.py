@@ -13,7 +13,7 @@ def report(prior_bound: float = 1e-9, nearest: str = "sgd(0.01)", own: str = "sg
            row_ok: bool = True) -> dict[str, object]:
     return {"trials": 10,
             "rows": [{"label": "end-to-end", "ok": row_ok, "bound": prior_bound}],
-            "a_posteriori": {"ok": True, "first_order_only": False, "worst_ratio": 0.1,
+            "a_posteriori": {"ok": True, "worst_ratio": 0.1,
                              "max_bound": 1e-9, "tightness": 10.0, "max_observed": 1e-10,
                              "max_relative_bound": 1e-9},
             "a_priori": {"bound": prior_bound, "output_bound": 10.0},

@@ -16,29 +16,21 @@ this task's values, hence
 
 Signed Jacobians keep the cancellations worst-case magnitudes lose (the Sherman–Morrison map
 ``A -> (A^-1 + x x^T)^-1`` has derivative ``P dA P^T`` with ``P = I - A x x^T / s``, which does
-not grow errors the way ``|A| |x| |x|^T`` suggests). The terms first order leaves out are
-products of two op errors, the exact remainders of the two nonlinear ops:
-
-- a product ``b l r`` moves by ``b (l dr + r dl + dl dr)``; first order keeps the first two,
-  the remainder is ``b e_l e_r``;
-- a hinge is piecewise linear: where a kink lies within its input's error ``e`` of the input,
-  the slope first order takes is off by that kink's ``|w s|`` (``hinge_bounds.KinkRemainder``,
-  taken per task at the input it has);
-- a quotient ``n / m`` moves by ``(dn - q dm) / (m + dm)``; first order keeps
-  ``(dn - q dm) / m``, the remainder is ``(dn - q dm) dm / (m (m + dm))``, at most
-  ``(e_n + Q e_m) e_m / (m0 (m0 - e_m))`` with ``m0`` the divisor's floor and ``Q`` the
-  quotient's magnitude bound.
-
-Both are added from the a-priori propagated bounds ``e`` (``second_order_terms``), which
-hold on every task; where those are infinite the remainder cannot be bounded and the
-a-posteriori bound is first order only (the verdict is then NO GUARANTEE on the a-priori
-bound anyway). With the remainders the decomposition is exact: slot errors follow
-``eps_dst = J_op eps_reads + R_op + delta_op``, a linear recurrence whose sources are each op's
-own error and remainder, so the output error is the sum of the sources through the exact
-Jacobians. (``rawc fuzz`` found a first-order bound exceeded 1.6-fold behind a quotient whose
-divisor carried an earlier product's error.) The Jacobians
-come from autograd through the reference interpreter in float64 (one backward pass per
-checked column): the compiled model is never used to bound itself.
+not grow errors the way ``|A| |x| |x|^T`` suggests). What first order leaves out, per op, is
+its *remainder*, a product of two errors (a ``mul``'s ``dl dr``, a quotient's
+``(dn - q dm) dm / (m (m + dm))``, a hinge's kinks within its input's error of the input),
+bounded per task and entry by the task's own running error bounds on the op's reads
+(``verify.check.running_error``), never by the a-priori bounds, which compound over the whole
+input box (a stacked ridge from d = 4: infinite). With the remainders the decomposition is
+exact: slot errors follow ``eps_dst = J_op eps_reads + R_op + delta_op``, a linear recurrence
+whose sources are each op's own error and remainder, so the output error is the sum of the
+sources through the exact Jacobians, and the bound holds on every task it is computed for;
+where a task's running bounds reach a divisor (or a seed's floor) its bound is infinite.
+(``rawc fuzz`` found a first-order bound exceeded 1.6-fold behind a quotient whose divisor
+carried an earlier product's error; and without the remainders a product of two operands that
+are exactly 0 on a task claims no error at all, while each still carries the leak of an
+earlier read.) The Jacobians come from autograd through the reference interpreter in float64
+(one backward pass per checked column): the compiled model is never used to bound itself.
 """
 from __future__ import annotations
 
@@ -51,9 +43,8 @@ from construct.compiler.config import unit_roundoff
 from construct.compiler.error_models import ErrorModel
 from construct.compiler.propagate import ErrorBudget, clearing_factor, representable
 from construct.language import interpreter
-from construct.compiler import hinge_bounds
-from construct.compiler.hinge_bounds import KinkRemainder
-from construct.language.program import Div, Hinge, Mul, Program
+from construct.language.program import Program
+from verify.check.running_error import input_errors, propagate
 
 
 def own_error(model: ErrorModel, state: dict[str, torch.Tensor], dtype: str,
@@ -75,62 +66,23 @@ def own_error(model: ErrorModel, state: dict[str, torch.Tensor], dtype: str,
     return model.at_magnitude(dtype, scale, result_scale, divisor_scale)
 
 
-def second_order_terms(compiled: ErrorBudget, propagated: Sequence[dict[str, float]],
-                       initial: dict[str, float], dtype: str) -> tuple[float, ...]:
-    """Per op, what first order leaves out: the remainder of a ``mul`` (``b e_l e_r``) or a
-    ``div`` (``(e_n + Q e_m) e_m / (m0 (m0 - e_m))``; module docstring), from the a-priori
-    propagated bounds ``e`` (which hold on every task; 0 where ``e`` is infinite, there the
-    bound stays first order). What clearing its rows leaves of the errors they held is added
-    per batch from the magnitudes the rows held (``clearing_terms``). Without
-    them a product of two operands that are exactly 0 on a task claims no error at all, while
-    each still carries the leak of an earlier read (``rawc fuzz`` found ``1e-56`` over ``0``)."""
-    if not representable(compiled, dtype):  # the model may overflow: no bound
-        return tuple(float("inf") for _ in compiled.program.ops)
-    out = []
-    for i, op in enumerate(compiled.program.ops):
-        before = propagated[i - 1] if i > 0 else initial
-        term = 0.0
-        if isinstance(op, Mul):
-            term = op.b * before[op.left] * before[op.right]
-        elif isinstance(op, Div):
-            floor, e_den = float(op.min_abs), before[op.den]
-            quotient = compiled.bounds.of_op_result(i, compiled.program)
-            term = ((before[op.num] + quotient * e_den) * e_den / (floor * (floor - e_den))
-                    if e_den < floor else float("inf"))
-        elif isinstance(op, Hinge):  # per task: the kinks within e of its own input
-            values = compiled.bounds.before[i]
-            e_src = before[op.src]
-            e_value = 0.0 if op.value in (None, op.src) else before[op.value]
-            lo, hi = hinge_bounds.input_interval(op, values[op.src])
-            slope = hinge_bounds.remainder_slope(op, lo - e_src, hi + e_src)
-            if hinge_bounds.error_reaches_floor(op, e_src):
-                # a seed whose input error may reach its floor: first order only, as for a
-                # div, and so for the |c| hinge that wrote its input (its kink at 0 is inside
-                # that error too, and what it claims would be the same vacuous quotient)
-                writer = max((j for j in range(i) if compiled.program.ops[j].dst == op.src),
-                             default=None)
-                if writer is not None and isinstance(out[writer], KinkRemainder):
-                    out[writer] = 0.0
-            elif all(math.isfinite(v) for v in (e_src, e_value, slope)):
-                out.append(KinkRemainder(op, e_src, e_value, slope))
-                continue
-        out.append(term if math.isfinite(term) else 0.0)
-    return tuple(out)
-
-
-def clearing_terms(compiled: ErrorBudget, cleared: dict[int, float], dtype: str
+def left_out_terms(compiled: ErrorBudget, cleared: dict[int, float], dtype: str
                    ) -> tuple[float, ...]:
-    """Per op, ``clearing_factor`` times what its cleared rows held on this batch
-    (``verify.check.layers.cleared_magnitude``): the old value's own error rides on it."""
+    """Per op, what its error model leaves to the batch: ``clearing_factor`` times what its
+    cleared rows held (``verify.check.layers.cleared_magnitude``; the old value's own error
+    rides on it). Infinite for every op of a model that may overflow in ``dtype``
+    (``propagate.representable``): no bound then."""
+    if not representable(compiled, dtype):
+        return tuple(math.inf for _ in compiled.program.ops)
     factor = clearing_factor(compiled.config, dtype)
     return tuple(factor * cleared.get(i, 0.0) for i in range(len(compiled.program.ops)))
 
 
 def a_posteriori_bounds(program: Program, tokens: torch.Tensor,
                         op_errors: Sequence[ErrorModel], columns: Sequence[int], dtype: str,
-                        second_order: Sequence[float] | None = None) -> torch.Tensor:
-    """Per task and checked column, the first-order bound ``[N, len(columns)]`` (plus, per
-    op, ``second_order[i]``: ``second_order_terms``).
+                        left_out: Sequence[float] | None = None) -> torch.Tensor:
+    """Per task and checked column, the bound ``[N, len(columns)]``: every op's own error
+    (plus ``left_out[i]``: ``left_out_terms``) and remainder through the exact Jacobians.
 
     ``program`` is the unrolled program the model computes, ``op_errors[i]`` op ``i``'s error
     model, ``tokens`` the task inputs (float64)."""
@@ -153,19 +105,24 @@ def a_posteriori_bounds(program: Program, tokens: torch.Tensor,
 
     with torch.enable_grad():
         state = interpreter.initial_state(program, tokens.double())
-        for name in (program.x_slot, program.y_slot, *(name for name, _ in program.prior)):
-            rounding = u * state[name].abs()
-            state[name] = tap(state[name].detach().requires_grad_(), rounding)
+        inputs = (program.x_slot, program.y_slot, *(name for name, _ in program.prior))
+        errors = input_errors(state, inputs, u)
+        for name in inputs:
+            state[name] = tap(state[name].detach().requires_grad_(), errors[name])
         for index, op in enumerate(program.ops):
             value = interpreter.apply_op(op, state, kinds)
-            own = own_error(op_errors[index], state, dtype, value)
-            if second_order is not None:
-                term = second_order[index]
-                own = own + (term.at(state) if isinstance(term, KinkRemainder) else term)
+            with torch.no_grad():
+                exact = {name: state[name].detach() for name in (*op.reads, op.dst)}
+                carried = propagate(op, exact, errors, kinds)
+                own = own_error(op_errors[index], state, dtype, value)
+                if left_out is not None:
+                    own = own + left_out[index]
+                errors = dict(errors)
+                errors[op.dst] = carried.total() + own
             state = dict(state)
-            state[op.dst] = tap(value, own)
+            state[op.dst] = tap(value, carried.remainder + own)
         out = state[program.output][..., list(columns), 0]  # [N, K]
         for k in range(n_columns):
             column[0] = k
             out[:, k].sum().backward(retain_graph=k + 1 < n_columns)
-    return bound
+    return torch.where(torch.isnan(bound), torch.inf, bound)

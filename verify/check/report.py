@@ -85,8 +85,7 @@ def _bounds_lines(report: dict[str, object]) -> list[str]:
 
 def _posterior_scope(posterior: dict[str, object]) -> str:
     prefixes = posterior.get("prefixes") or []
-    at = f", at prefixes {', '.join(map(str, prefixes))}" if len(prefixes) > 1 else ""
-    return at + (", first order only" if posterior.get("first_order_only") else "")
+    return f", at prefixes {', '.join(map(str, prefixes))}" if len(prefixes) > 1 else ""
 
 
 def _prefix_table(report: dict[str, object], prefix_rows: list[dict[str, object]]) -> list[str]:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import sys
 import time
 from collections.abc import Iterator
@@ -44,7 +43,7 @@ from construct.model.checkpoint_format import PROGRAM_FILE_SOURCE
 from construct.model.inputs import validate_tokens
 from construct.model.transformer import Transformer, decode
 from verify import metrics
-from verify.check.a_posteriori import a_posteriori_bounds, clearing_terms, second_order_terms
+from verify.check.a_posteriori import a_posteriori_bounds, left_out_terms
 from verify.check.agreement import agreement
 from verify.check.integrity import Integrity, IntegrityResult, compare_compiled
 from verify.check.layers import check_ops_in_layer, local_bounds, slot_references
@@ -113,12 +112,6 @@ def verify_model(compiled: CompiledModel, model: Transformer, algorithm: str,
     bounds = propagated_bounds(compiled, dtype)
     input_errors = initial_errors(compiled, dtype)
     own_bounds = local_bounds(compiled, dtype)
-    second_order = second_order_terms(compiled, bounds, input_errors, dtype)
-    # Where an a-priori error is infinite a remainder is left out (``second_order_terms``):
-    # the a-posteriori bound is then first order, an estimate that holds while the model stays
-    # near the program and claims nothing once earlier errors have grown (rawc fuzz: a float32
-    # loop whose values ran off to 1e10 where the program's were 0).
-    first_order_only = not all(math.isfinite(e) for state in bounds for e in state.values())
     references_by_layer = slot_references(compiled)
     last_use: dict[tuple[str, int], int] = {}
     for layer, refs in enumerate(references_by_layer):
@@ -157,7 +150,7 @@ def verify_model(compiled: CompiledModel, model: Transformer, algorithm: str,
                                          local, cleared, columns)
         end_interp.update(prediction, exact)
         phases.lap("model, interpreter, layer checks")
-        left_out = [a + b for a, b in zip(second_order, clearing_terms(compiled, cleared, dtype))]
+        left_out = left_out_terms(compiled, cleared, dtype)
         posterior_bound = torch.cat([
             a_posteriori_bounds(program, chunk, compiled.errors,
                                 [columns[j] for j in posterior_at], dtype, left_out)
@@ -197,11 +190,10 @@ def verify_model(compiled: CompiledModel, model: Transformer, algorithm: str,
                                "max_bound": posterior.max_bound,
                                "max_observed": posterior.max_observed,
                                "max_relative_bound": posterior.max_relative_bound,
-                               "tightness": posterior.tightness, "ok": posterior.ok,
-                               "first_order_only": first_order_only},
+                               "tightness": posterior.tightness, "ok": posterior.ok},
               "a_priori": {"bound": end_interp.bound, "max_ref": end_interp.max_ref,
                            "output_bound": compiled.bounds.final[program.output]},
-              "ok": all(r["ok"] for r in rows) and (posterior.ok or first_order_only)}
+              "ok": all(r["ok"] for r in rows) and posterior.ok}
     if references and len(prefixes) == n_examples + 1:
         report["metrics"] = agreement(compiled, model, algorithm, references,
                                       {k: v / trials for k, v in spd_sums.items()}, dtype,

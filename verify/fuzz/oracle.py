@@ -211,8 +211,7 @@ def _compiled(program: Program, target: Target, tasks: int, seed: int) -> Trial:
                                                f"bound {row['bound']:.3g}",
                      kind=_check_kind(row["check"]))
     posterior = report["a_posteriori"]
-    if not posterior["ok"] and posterior["max_bound"] < math.inf \
-            and not posterior["first_order_only"]:
+    if not posterior["ok"] and posterior["max_bound"] < math.inf:
         return Trial(target, Outcome.DISAGREE,
                      f"a-posteriori bound exceeded {posterior['worst_ratio']:.3g}-fold",
                      kind="a-posteriori bound")
