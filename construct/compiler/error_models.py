@@ -142,11 +142,21 @@ class ErrorModel:
     def total(self, dtype: str) -> float:
         return self.approx + self.rounding[dtype]
 
+    def fixed_part(self, dtype: str) -> float:
+        """The part that does not shrink: ``total - sum(scaled)``, summed exactly (``fsum``;
+        a plain difference loses it entirely beside a scaled part of 1e30, and a product of
+        two zeros then claimed no error: ``rawc fuzz``), plus what forming ``approx`` and
+        ``rounding`` as float sums of those parts may have rounded away (an ulp of the total
+        per part)."""
+        exact = math.fsum([self.approx, self.rounding[dtype],
+                           *(-part.value[dtype] for part in self.scaled)])
+        return max(exact, 0.0) + (len(self.scaled) + 2) * 2.0 ** -52 * self.total(dtype)
+
     def at_magnitude(self, dtype: str, scale, result_scale=1.0, divisor_scale=1.0):
         """The bound where the reads are at most ``scale`` times their declared bounds, the
         result ``result_scale`` times its bound and the divisor ``1 / divisor_scale`` times its
         floor (floats or tensors of per-column scales; ``ScaledPart``)."""
-        fixed = self.total(dtype) - sum(part.value[dtype] for part in self.scaled)
+        fixed = self.fixed_part(dtype)
         return fixed + sum(part.value[dtype] * part.factor(scale, result_scale, divisor_scale)
                            for part in self.scaled)
 

@@ -46,24 +46,53 @@ from construct.language import interpreter
 from construct.language.program import Program
 from verify.check.running_error import input_errors, propagate
 
+# How far past its declared magnitude a read may be held (its error bound included) and the
+# op's own model still be taken, at its own scaling ``s**power``; farther, no bound.
+MAGNITUDE_SLACK = 1e-3
+
 
 def own_error(model: ErrorModel, state: dict[str, torch.Tensor], dtype: str,
-              result: torch.Tensor | None = None) -> torch.Tensor | float:
+              result: torch.Tensor | None = None, errors: dict[str, torch.Tensor] | None = None,
+              result_error: torch.Tensor | float = 0.0) -> torch.Tensor | float:
     """Op ``i``'s own bound at the magnitudes it reads (and, for a quotient, the result and
     divisor it has) on these tasks: per column ``[N, T, 1]`` where its model has scaled parts
-    (``ErrorModel.at_magnitude``), else the declared-magnitude bound."""
+    (``ErrorModel.at_magnitude``), else the declared-magnitude bound. With the reads' running
+    error bounds ``errors`` (and the result's, ``result_error``) the magnitudes are those the
+    compiled model may hold: ``|value| + E``, a divisor ``|den| - E``."""
     if not model.scaled:
         return model.total(dtype)
-    ratios = [state[name].detach().abs().amax(-1, keepdim=True) / bound
-              for name, bound in model.reads if bound > 0]
+
+    def held(name: str) -> torch.Tensor:
+        value = state[name].detach().abs()
+        return value if errors is None else value + errors[name]
+
+    ratios = [held(name).amax(-1, keepdim=True) / bound for name, bound in model.reads
+              if bound > 0]
     scale = torch.stack(ratios).amax(0) if ratios else 1.0
-    result_scale = (result.detach().abs().amax(-1, keepdim=True) / model.result_bound
+    result_scale = ((result.detach().abs() + result_error).amax(-1, keepdim=True)
+                    / model.result_bound
                     if result is not None and model.result_bound > 0 else 1.0)
     divisor_scale = 1.0
     if model.divisor is not None:
         name, floor = model.divisor
-        divisor_scale = floor / state[name].detach().abs().amax(-1, keepdim=True)
+        least = state[name].detach().abs()
+        if errors is not None:
+            least = least - errors[name]
+        least = least.amin(-1, keepdim=True)
+        divisor_scale = torch.where(least > 0, floor / least, torch.inf)
     return model.at_magnitude(dtype, scale, result_scale, divisor_scale)
+
+
+def outside_magnitudes(op, state: dict[str, torch.Tensor], errors: dict[str, torch.Tensor],
+                       magnitudes: dict[str, float]) -> torch.Tensor | None:
+    """Per column ``[N, T, 1]``: whether a read the compiled model may hold (``|value| + E``)
+    passes the magnitude bound its error model was built on by more than ``MAGNITUDE_SLACK``
+    (an op's own bound holds inside its declared magnitudes only; a float32 loop whose
+    values ran off where the program's were 0 broke its own bounds: ``rawc fuzz``)."""
+    flags = [(state[name].detach().abs() + errors[name]).amax(-1, keepdim=True)
+             > magnitudes[name] * (1 + MAGNITUDE_SLACK)
+             for name in op.reads if magnitudes.get(name, 0.0) > 0]
+    return torch.stack(flags).any(0) if flags else None
 
 
 def left_out_terms(compiled: ErrorBudget, cleared: dict[int, float], dtype: str
@@ -80,12 +109,15 @@ def left_out_terms(compiled: ErrorBudget, cleared: dict[int, float], dtype: str
 
 def a_posteriori_bounds(program: Program, tokens: torch.Tensor,
                         op_errors: Sequence[ErrorModel], columns: Sequence[int], dtype: str,
-                        left_out: Sequence[float] | None = None) -> torch.Tensor:
+                        left_out: Sequence[float] | None = None,
+                        magnitudes: Sequence[dict[str, float]] | None = None) -> torch.Tensor:
     """Per task and checked column, the bound ``[N, len(columns)]``: every op's own error
     (plus ``left_out[i]``: ``left_out_terms``) and remainder through the exact Jacobians.
 
     ``program`` is the unrolled program the model computes, ``op_errors[i]`` op ``i``'s error
-    model, ``tokens`` the task inputs (float64)."""
+    model, ``tokens`` the task inputs (float64), ``magnitudes[i]`` the slots' magnitude bounds
+    before op ``i`` (``Bounds.before``): a column whose reads may pass them has no bound
+    (``outside_magnitudes``)."""
     program = program.unrolled()
     kinds = program.column_kinds(tokens.shape[-2])
     u = unit_roundoff(dtype)
@@ -114,7 +146,12 @@ def a_posteriori_bounds(program: Program, tokens: torch.Tensor,
             with torch.no_grad():
                 exact = {name: state[name].detach() for name in (*op.reads, op.dst)}
                 carried = propagate(op, exact, errors, kinds)
-                own = own_error(op_errors[index], state, dtype, value)
+                own = own_error(op_errors[index], state, dtype, value, errors, carried.total())
+                outside = (None if magnitudes is None
+                           else outside_magnitudes(op, exact, errors, magnitudes[index]))
+                if outside is not None:
+                    own = torch.where(outside, torch.inf,
+                                      torch.as_tensor(own, dtype=torch.float64))
                 if left_out is not None:
                     own = own + left_out[index]
                 errors = dict(errors)

@@ -153,7 +153,8 @@ def verify_model(compiled: CompiledModel, model: Transformer, algorithm: str,
         left_out = left_out_terms(compiled, cleared, dtype)
         posterior_bound = torch.cat([
             a_posteriori_bounds(program, chunk, compiled.errors,
-                                [columns[j] for j in posterior_at], dtype, left_out)
+                                [columns[j] for j in posterior_at], dtype, left_out,
+                                compiled.bounds.before)
             for chunk in tasks.tokens.split(posterior_batch)])
         posterior.update(prediction[:, posterior_at].double() - exact[:, posterior_at],
                          posterior_bound, exact[:, posterior_at])

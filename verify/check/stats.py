@@ -28,7 +28,8 @@ class ErrorStat:
 
     def update(self, value: torch.Tensor, reference: torch.Tensor) -> None:
         # A NaN is no error bound's friend: ``max(0.0, nan)`` is 0.0, so it counts as inf.
-        err = (value.double() - reference.double()).abs().nan_to_num(nan=torch.inf)
+        err = (value.double() - reference.double()).abs().nan_to_num(nan=torch.inf,
+                                                                     posinf=torch.inf)
         self.max_abs = max(self.max_abs, float(err.max()))
         self.sum_abs += float(err.sum())
         self.max_ref = max(self.max_ref, float(reference.abs().max()))
@@ -63,10 +64,13 @@ class RatioStat:
     count: int = 0
 
     def update(self, observed: torch.Tensor, bound: torch.Tensor, scale: torch.Tensor) -> None:
-        observed = observed.double().abs().nan_to_num(nan=torch.inf)
-        bound = bound.double().nan_to_num(nan=torch.inf)
+        # (nan_to_num would also turn an infinity into the largest float: an infinite bound
+        # then "held" nothing against an overflowed output, and an overflow looked finite)
+        observed = observed.double().abs().nan_to_num(nan=torch.inf, posinf=torch.inf)
+        bound = bound.double().nan_to_num(nan=torch.inf, posinf=torch.inf)
         ratio = torch.where(bound > 0, observed / bound.clamp(min=1e-300),
                             torch.where(observed > 0, torch.inf, 0.0))
+        ratio = torch.where(bound.isinf(), 0.0, ratio)  # an infinite bound claims nothing
         self.worst_ratio = max(self.worst_ratio, float(ratio.max()))
         self.max_bound = max(self.max_bound, float(bound.max()))
         self.max_observed = max(self.max_observed, float(observed.max()))
