@@ -99,7 +99,15 @@ class ScaledPart:
     one column, the part is at most ``value[dtype] * s**power`` there: Lemma 4's remainder
     ``1.5 b eps^2 A B`` has ``power`` 4 (its ``u, v`` are at most ``eps s``), the rounding of
     the GeLU units' outputs ``power`` 1 (outputs ``~ |z| kappa``, ``|z| <= 2 eps s``), a
-    relative error of the product ``power`` 2 (``|a b| <= A B s^2``)."""
+    relative error of the product ``power`` 2 (``|a b| <= A B s^2``).
+
+    A *bilinear* part of a product ``L R`` is a sum over its terms ``l_j r_j`` of ``|l_j| |r_j|``
+    times at most ``power - 2`` more factors ``<= s``: the unit and summation rounding and the
+    scale error of an exact gated product (``|l_j r_j| (...)``), Lemma 4's and Richardson's
+    remainders (``(u + v)^m - (u - v)^m`` has only odd powers of each, so ``u v`` divides it).
+    It is at most ``value * s_l * s_r * s**(power - 2)`` with ``s_l, s_r`` the two reads' own
+    ratios: far below ``s**power`` where one operand is much smaller than its bound (a gd
+    prediction ``w^T x`` reads ``|w|`` near 1 under a bound of 13)."""
 
     value: dict[str, float]  # dtype -> the part at the declared magnitudes (s = 1)
     power: int
@@ -108,9 +116,13 @@ class ScaledPart:
     # ``t = floor / |den|`` (Lemma 8's error falls like ``1 / |den|^2`` above the floor).
     result_power: int = 0
     divisor_power: int = 0
+    bilinear: bool = False
 
-    def factor(self, scale, result_scale, divisor_scale):
-        return (scale ** self.power * result_scale ** self.result_power
+    def factor(self, scale, result_scale, divisor_scale, read_scales=None):
+        """``read_scales``: a product's ``(s_l, s_r)``, taken by a bilinear part."""
+        magnitude = (read_scales[0] * read_scales[1] * scale ** (self.power - 2)
+                     if self.bilinear and read_scales is not None else scale ** self.power)
+        return (magnitude * result_scale ** self.result_power
                 * divisor_scale ** self.divisor_power)
 
 
@@ -152,12 +164,15 @@ class ErrorModel:
                            *(-part.value[dtype] for part in self.scaled)])
         return max(exact, 0.0) + (len(self.scaled) + 2) * 2.0 ** -52 * self.total(dtype)
 
-    def at_magnitude(self, dtype: str, scale, result_scale=1.0, divisor_scale=1.0):
-        """The bound where the reads are at most ``scale`` times their declared bounds, the
-        result ``result_scale`` times its bound and the divisor ``1 / divisor_scale`` times its
-        floor (floats or tensors of per-column scales; ``ScaledPart``)."""
+    def at_magnitude(self, dtype: str, scale, result_scale=1.0, divisor_scale=1.0,
+                     read_scales=None):
+        """The bound where the reads are at most ``scale`` times their declared bounds (a
+        product's two reads ``read_scales`` times theirs), the result ``result_scale`` times
+        its bound and the divisor ``1 / divisor_scale`` times its floor (floats or tensors of
+        per-column scales; ``ScaledPart``)."""
         fixed = self.fixed_part(dtype)
-        return fixed + sum(part.value[dtype] * part.factor(scale, result_scale, divisor_scale)
+        return fixed + sum(part.value[dtype]
+                           * part.factor(scale, result_scale, divisor_scale, read_scales)
                            for part in self.scaled)
 
     def to_json(self) -> dict[str, object]:

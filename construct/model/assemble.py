@@ -229,8 +229,10 @@ def _beside_units(models: dict[int, errors.ErrorModel], forms, schedule: Schedul
                        if not part.result_power and not part.divisor_power]
             for dtype in DTYPES:
                 extra[dtype] += weight * folded.unshared_part(dtype)
+            # (a bilinear part takes s^power here: the map's reads are every folded
+            # product's, no longer one pair)
             scaled += [dataclasses.replace(part, value={dtype: weight * part.value[dtype]
-                                                        for dtype in DTYPES})
+                                                        for dtype in DTYPES}, bilinear=False)
                        for part in movable]
             for name, bound in folded.reads:
                 reads[name] = max(reads.get(name, 0.0), bound)

@@ -48,3 +48,16 @@ def test_the_fixed_part_survives_beside_a_huge_scaled_part():
                        reads=(("a", 4.0),),
                        scaled=(ScaledPart({"float64": 1.6e30, "float32": 1.6e30}, 2),))
     assert model.at_magnitude("float64", 0.0) >= 5e-4
+
+
+def test_a_bilinear_part_takes_the_two_reads_own_ratios():
+    """``|l_j r_j|`` terms shrink with each operand: ``s_l s_r s^(power - 2)``, not ``s^power``
+    (a gd prediction reads ``|w|`` far below its bound and ``|x|`` near its own)."""
+    model = ErrorModel(0, "exact gated product", 0.0, {"float64": 8.0, "float32": 8.0},
+                       reads=(("a", 4.0), ("b", 2.0)),
+                       scaled=(ScaledPart({"float64": 8.0, "float32": 8.0}, 2, bilinear=True),))
+    state = {"a": torch.full((1, 1, 1), 0.4, dtype=torch.float64),
+             "b": torch.full((1, 1, 1), 2.0, dtype=torch.float64)}
+    slack = 3 * 2.0 ** -52 * 8.0
+    # s_l = 0.1, s_r = 1: 8 * 0.1 * 1, where s^2 would claim 8.
+    assert float(own_error(model, state, "float64")) == slack + 8.0 * 0.1

@@ -69,6 +69,7 @@ def own_error(model: ErrorModel, state: dict[str, torch.Tensor], dtype: str,
     ratios = [held(name).amax(-1, keepdim=True) / bound for name, bound in model.reads
               if bound > 0]
     scale = torch.stack(ratios).amax(0) if ratios else 1.0
+    pair = tuple(ratios) if len(ratios) == 2 == len(model.reads) else None  # a product's
     result_scale = ((result.detach().abs() + result_error).amax(-1, keepdim=True)
                     / model.result_bound
                     if result is not None and model.result_bound > 0 else 1.0)
@@ -80,7 +81,7 @@ def own_error(model: ErrorModel, state: dict[str, torch.Tensor], dtype: str,
             least = least - errors[name]
         least = least.amin(-1, keepdim=True)
         divisor_scale = torch.where(least > 0, floor / least, torch.inf)
-    return model.at_magnitude(dtype, scale, result_scale, divisor_scale)
+    return model.at_magnitude(dtype, scale, result_scale, divisor_scale, pair)
 
 
 def outside_magnitudes(op, state: dict[str, torch.Tensor], errors: dict[str, torch.Tensor],

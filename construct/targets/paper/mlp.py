@@ -179,10 +179,10 @@ def lower_mlp(program: Program, schedule: Schedule, layer_index: int,
                 errors.gated_shift_rounding(op.b, left_bound, right_bound, mean_count)
                 if uses_ln else (errors.per_dtype(0.0), errors.per_dtype(0.0)))
             shift = {dtype: operand_shift[dtype] + mean_shift[dtype] for dtype in DTYPES}
-            scaled = (errors.ScaledPart({dtype: relative for dtype in DTYPES}, 2),
-                      errors.ScaledPart(errors.per_dtype(unit_rounding), 2),
-                      errors.ScaledPart(operand_shift, 2))
-            private = (errors.ScaledPart(errors.per_dtype(unit_rounding), 2),)
+            scaled = (errors.ScaledPart({dtype: relative for dtype in DTYPES}, 2, bilinear=True),
+                      errors.ScaledPart(errors.per_dtype(unit_rounding), 2, bilinear=True),
+                      errors.ScaledPart(operand_shift, 2, bilinear=True))
+            private = (errors.ScaledPart(errors.per_dtype(unit_rounding), 2, bilinear=True),)
             mechanism = "exact gated product" + (" through fixed-scale LayerNorm"
                                                   if uses_ln else "")
         elif isinstance(op, Mul):
@@ -202,8 +202,9 @@ def lower_mlp(program: Program, schedule: Schedule, layer_index: int,
             rounding = unit_rounding + (d_model + 8 + pad_rounding) * 2 * product * uses_ln
             reads = ((op.left, left_bound), (op.right, right_bound))
             scaled = (errors.ScaledPart({dtype: remainder for dtype in DTYPES},
-                                        errors.remainder_power(config.gelu_product)),
-                      errors.ScaledPart({dtype: relative for dtype in DTYPES}, 2),
+                                        errors.remainder_power(config.gelu_product),
+                                        bilinear=True),
+                      errors.ScaledPart({dtype: relative for dtype in DTYPES}, 2, bilinear=True),
                       errors.ScaledPart(errors.per_dtype(unit_rounding), 1))
             private = (errors.ScaledPart(errors.per_dtype(unit_rounding), 1),)
             operand_shift, mean_shift = (
