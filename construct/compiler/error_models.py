@@ -91,6 +91,9 @@ import math
 from construct.compiler.config import GeluProduct, unit_roundoff
 
 
+FORMING_ULPS = 64  # the most terms a model's approx or rounding sums (folded maps included)
+
+
 @dataclasses.dataclass(frozen=True)
 class ScaledPart:
     """A part of an op's bound that shrinks with the magnitudes the op actually reads.
@@ -158,11 +161,14 @@ class ErrorModel:
         """The part that does not shrink: ``total - sum(scaled)``, summed exactly (``fsum``;
         a plain difference loses it entirely beside a scaled part of 1e30, and a product of
         two zeros then claimed no error: ``rawc fuzz``), plus what forming ``approx`` and
-        ``rounding`` as float sums of those parts may have rounded away (an ulp of the total
-        per part)."""
+        ``rounding`` as float sums may have rounded away (``FORMING_ULPS`` ulps of the total:
+        a sum of ``k`` non-negative terms is off by at most ``k - 1`` of them)."""
+        total = self.total(dtype)
+        if not math.isfinite(total):
+            return math.inf
         exact = math.fsum([self.approx, self.rounding[dtype],
                            *(-part.value[dtype] for part in self.scaled)])
-        return max(exact, 0.0) + (len(self.scaled) + 2) * 2.0 ** -52 * self.total(dtype)
+        return max(exact, 0.0) + FORMING_ULPS * 2.0 ** -52 * total
 
     def at_magnitude(self, dtype: str, scale, result_scale=1.0, divisor_scale=1.0,
                      read_scales=None):

@@ -328,9 +328,9 @@ def test_a_float32_loop_that_runs_off_is_no_guarantee_not_a_disagreement():
     """Was (seed 0, 10,000 programs): in a float32 weight-shared loop earlier errors grew the
     model's divisor past the analysis' bound until its LayerNorm squared past the range (inf
     against a local bound of 1e25), and its values ran off where the program's were 0 (over
-    a first-order a-posteriori bound). With every a-priori error infinite neither check can
-    claim anything: an MLP op whose LayerNorm input squares past the range has no bound, and
-    a first-order a-posteriori bound is an estimate, not a verdict."""
+    a first-order a-posteriori bound). An MLP op whose LayerNorm input squares past the range
+    has no bound, and a task whose reads its running error bounds may carry past their
+    magnitudes has no a-posteriori bound there (``a_posteriori.within_magnitudes``)."""
     text = ("program fuzz\nd 1\nslot mul 1\nslot prev 1\nslot s1 1\nslot mov 1\nslot s2 1\n"
             "slot dot 1\nslot s3 1\nslot s4 1\nslot s5 1\nslot s6 1\ninput mul prev\n"
             "output s6\nrepeat 3\ns1 = mul mul mul 1x1x1\nmov = aff s1 * 1 + bias [1/4]\n"

@@ -13,10 +13,10 @@ from construct.algorithms.registry import get_algorithm
 from construct.compiler.config import CompileConfig
 from construct.compiler.newton_division import Seed
 from construct.compiler.propagate import end_to_end_bound
-from construct.language.program import Div, Hinge, Mul
+from construct.language.program import Div, Hinge, Mov, Mul, Prev
 from construct.model.assemble import compile_program
 from construct.model.transformer import Transformer
-from verify.check.running_error import propagate
+from verify.check.running_error import bound_product, propagate
 from verify.check.runner import verify_model
 
 torch.set_num_threads(1)
@@ -137,3 +137,16 @@ def test_the_a_posteriori_bound_is_finite_and_holds_where_the_a_priori_bound_is_
                           device=torch.device("cpu"), trials=16, seed=5, metric_tasks=2)
     posterior = report["a_posteriori"]
     assert posterior["ok"] and 0 < posterior["max_observed"] <= posterior["max_bound"] < 1e-5
+
+
+def test_an_unbounded_entry_reaches_only_what_reads_it():
+    """A review found an infinite bound in one column spreading to every column through the
+    zeros of the read matrix and of the weights (``0 * inf = NaN``)."""
+    bounds = torch.tensor([[1.0, torch.inf], [0.0, 2.0]], dtype=torch.float64)
+    weights = torch.tensor([[0.0, 3.0], [1.0, 0.0]], dtype=torch.float64)
+    assert bound_product(bounds, weights).tolist() == [[torch.inf, 3.0], [2.0, 0.0]]
+    op = Mov("out", "s", Prev(k=1))
+    errors = {"s": torch.tensor([[[0.5], [torch.inf], [0.25], [0.125]]], dtype=torch.float64)}
+    state = {"s": torch.zeros(1, 4, 1, dtype=torch.float64), "out": torch.zeros(1, 4, 1)}
+    carried = propagate(op, state, errors, ("x", "y", "x", "y")).total().flatten().tolist()
+    assert carried == [0.5, 0.5, torch.inf, 0.25]  # column t reads t - 1 (column 0 itself)

@@ -20,13 +20,16 @@ each term a bound that holds for these exact values (``|.|`` entrywise):
   infinite where ``E_m >= |m|``;
 - ``hinge`` ``b + v G(x)`` (``hinge_bounds.NearInput``: ``G``, ``G'``, the kinks' ``J`` and
   the reach ``L`` of ``|G'|`` over ``[x - e, x + e]``): with a separate value ``v``,
-  ``|G'| e |v| + |G| e_v``, remainder ``J e (|v| + e_v) + L e e_v``; of its own input
+  ``|G'| e |v| + |G| e_v``, remainder ``J e |v| + L e e_v`` (``[G(x') - G(x) - G' d] v``
+  and ``[G(x') - G(x)] dv``); of its own input
   (``v = x``), ``|G + x G'| e``, remainder ``|x| J e + L e^2``; without a value, ``|G'| e``,
   remainder ``J e``. Infinite where ``e`` reaches the input's declared floor (a gated
   division's divisor), as a-priori.
 
-Everything is in float64 from the interpreter's exact values; non-finite bounds stay
-infinite (a NaN from ``inf * 0`` counts as infinite).
+Everything is in float64 from the interpreter's exact values. An infinite bound stays
+infinite where it can reach: through a weight, read or exact operand that is exactly zero it
+reaches nothing (``bound_product``); elsewhere a NaN from ``inf * 0`` counts as infinite (a
+hinge's or a quotient's input that may be anywhere).
 """
 from __future__ import annotations
 
@@ -57,14 +60,35 @@ def infinite_where_nan(values: torch.Tensor) -> torch.Tensor:
     return torch.where(torch.isnan(values), torch.inf, values)
 
 
+def bound_product(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a @ b`` of non-negative bounds with ``0 * inf = 0``: an entry that an exact zero
+    weight (or an exact, error-free zero) multiplies reaches nothing, however unbounded;
+    infinite only where an infinite entry meets a positive one. (A plain product would give
+    NaN, and a column that never reads an unbounded entry would lose its bound.)"""
+    a_inf, b_inf = a.isinf(), b.isinf()
+    if not (a_inf.any() or b_inf.any()):
+        return a @ b
+    finite = torch.where(a_inf, 0.0, a) @ torch.where(b_inf, 0.0, b)
+    reach = (a_inf.to(a.dtype) @ (b > 0).to(b.dtype)) + ((a > 0).to(a.dtype) @ b_inf.to(b.dtype))
+    return torch.where(reach > 0, torch.inf, finite)
+
+
 def propagate(op: Op, state: State, errors: State, kinds: tuple[str, ...]) -> Propagated:
     """The errors of ``op``'s reads carried into its destination (module docstring);
     ``state`` the exact values before the op, ``errors`` their bounds ``E``."""
     match op:
-        case Mov():
-            return Propagated(interpreter.apply_op(op, errors, kinds), 0.0)
+        case Mov(src=src):
+            # the read matrix (>= 0) applied alike to the bounds and to where they are infinite
+            unbounded = errors[src].isinf()
+            finite = interpreter.apply_op(op, {src: torch.where(unbounded, 0.0, errors[src])},
+                                          kinds)
+            if unbounded.any():
+                reach = interpreter.apply_op(op, {src: unbounded.to(finite.dtype)}, kinds)
+                finite = torch.where(reach > 0, torch.inf, finite)
+            return Propagated(finite, 0.0)
         case Aff(terms=terms):
-            linear = sum(errors[name] @ interpreter.constant_like(matrix, errors[name]).abs().T
+            linear = sum(bound_product(errors[name],
+                                       interpreter.constant_like(matrix, errors[name]).abs().T)
                          for name, matrix in terms)
             return Propagated(linear + torch.zeros_like(state[op.dst]), 0.0)
         case Mul():
@@ -85,9 +109,9 @@ def _product(op: Mul, state: State, errors: State) -> Propagated:
     left, e_left = matrix(state[op.left].abs(), op.a, op.b), matrix(errors[op.left], op.a, op.b)
     right, e_right = (matrix(state[op.right].abs(), op.b, op.c),
                       matrix(errors[op.right], op.b, op.c))
-    linear = left @ e_right + e_left @ right
-    return Propagated(infinite_where_nan(linear).reshape(lead + (op.a * op.c,)),
-                      infinite_where_nan(e_left @ e_right).reshape(lead + (op.a * op.c,)))
+    linear = bound_product(left, e_right) + bound_product(e_left, right)
+    return Propagated(linear.reshape(lead + (op.a * op.c,)),
+                      bound_product(e_left, e_right).reshape(lead + (op.a * op.c,)))
 
 
 def _quotient(op: Div, state: State, errors: State) -> Propagated:
@@ -110,7 +134,7 @@ def _hinge(op: Hinge, state: State, errors: State) -> Propagated:
     else:
         v, e_v = state[op.value].abs(), errors[op.value]
         linear = near.slope.abs() * e * v + near.value.abs() * e_v
-        remainder = near.jump * e * (v + e_v) + near.reach * e * e_v
+        remainder = near.jump * e * v + near.reach * e * e_v
     if op.domain is not None:  # the seed holds above its floor only
         beyond = error_reaches_floor(op, e)
         linear, remainder = (torch.where(beyond, torch.inf, t) for t in (linear, remainder))
