@@ -80,8 +80,10 @@ def format_rows(rows: list[dict[str, object]]) -> str:
     for target in dict.fromkeys(r["target"] for r in rows):
         mine = [r for r in rows if r["target"] == target]
         finite = [r for r in mine if math.isfinite(r["a_priori"])]
+        rigorous = [r for r in mine if math.isfinite(r["a_posteriori"])]
         tight = [r for r in mine if r["tightness"] <= GOAL_TIGHTNESS]
         lines.append(f"{target}: a-priori bound finite: {len(finite)} of {len(mine)}; "
+                     f"a-posteriori bound finite on every task: {len(rigorous)} of {len(mine)}; "
                      f"a-posteriori bound within {GOAL_TIGHTNESS:g}x of the observed error: "
                      f"{len(tight)} of {len(mine)}; every error within its a-posteriori bound: "
                      f"{'yes' if all(r['worst_ratio'] <= 1 for r in mine) else 'NO'}")
