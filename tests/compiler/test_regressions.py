@@ -362,3 +362,11 @@ def test_a_float32_gated_product_holds_at_the_mean_the_rounded_pads_leave():
     text = _program_file("float32_gated_layernorm_mean_of_rounded_pads.raw")
     outcomes = {t.outcome for t in check_program(parse_program(text))}
     assert not outcomes & {Outcome.DISAGREE, Outcome.CRASHED}
+
+
+def test_a_divisor_exactly_at_its_proven_floor_is_inside_the_seeds_domain():
+    """Was (seed 20261215, 600 programs; minimized to 39 ops): a divisor proven ``>= 29/56``
+    that equals it computes a hair below it in the float64 interpreter, and verify's check of
+    the gated seed's declared domain crashed (``AssumptionError``) on the exact value."""
+    outcomes = _outcomes(_program_file("gated_divisor_at_its_floor.raw"))
+    assert not outcomes & {Outcome.DISAGREE, Outcome.CRASHED}
