@@ -150,9 +150,14 @@ def a_posteriori_bounds(program: Program, tokens: torch.Tensor,
     def tap(value: torch.Tensor, weight: torch.Tensor | float) -> torch.Tensor:
         """``value`` unchanged; on the way back, add ``sum |grad| * weight`` to the bound of
         the column being differentiated (the gradient itself is not kept)."""
+        # an entry the output does not depend on adds nothing, even unbounded (0 * inf)
+        unbounded = (not math.isfinite(weight) if isinstance(weight, float)
+                     else bool(weight.isinf().any()))
+
         def hook(grad: torch.Tensor) -> None:
-            # an entry the output does not depend on adds nothing, even unbounded (0 * inf)
-            reached = torch.where(grad == 0, 0.0, grad.abs() * weight)
+            reached = grad.abs() * weight
+            if unbounded:
+                reached = torch.where(grad == 0, 0.0, reached)
             bound[:, column[0]] += reached.flatten(1).sum(-1)
         if not value.requires_grad:  # a constant (a bias alone): its error still reaches out
             value = value.detach().requires_grad_()
