@@ -43,7 +43,7 @@ from construct.compiler.config import unit_roundoff
 from construct.compiler.error_models import ErrorModel
 from construct.compiler.propagate import ErrorBudget, clearing_factor, representable
 from construct.language import interpreter
-from construct.language.program import Program
+from construct.language.program import Hinge, Program
 from verify.check.running_error import input_errors, propagate
 
 # How far past its declared magnitude a read may be held (its error bound included) and the
@@ -90,14 +90,16 @@ def magnitude_excess(op, model: ErrorModel, state: dict[str, torch.Tensor],
                      errors: dict[str, torch.Tensor], magnitudes: dict[str, float]
                      ) -> torch.Tensor | None:
     """Per column ``[N, T, 1]``, how far past the magnitudes its error model was built on the
-    op's reads may be held (``|value| + E`` over the bound; for a quotient also its floor over
-    ``|den| - E``), as a factor ``>= 1``; None where nothing is read. An op's own bound holds
+    op's reads may be held (``|value| + E`` over the bound; for a quotient, and a gated
+    division's hinges, also the floor over ``|den| - E``), as a factor ``>= 1``; None where nothing is read. An op's own bound holds
     inside its declared magnitudes (a float32 loop whose values ran off where the program's
     were 0 broke its own bounds: ``rawc fuzz``)."""
     ratios = [(state[name].detach().abs() + errors[name]).amax(-1, keepdim=True)
               / magnitudes[name] for name in op.reads if magnitudes.get(name, 0.0) > 0]
-    if model.divisor is not None:
-        name, floor = model.divisor
+    floors = [model.divisor] if model.divisor is not None else []
+    if isinstance(op, Hinge) and op.domain is not None:  # a seed's input: also 1 - a g(a)
+        floors.append((op.src, float(op.domain[0])))
+    for name, floor in floors:
         least = (state[name].detach().abs() - errors[name]).amin(-1, keepdim=True)
         ratios.append(torch.where(least > 0, floor / least, torch.inf))
     return torch.stack(ratios).amax(0).clamp(min=1.0) if ratios else None
