@@ -44,7 +44,7 @@ from construct.compiler.error_models import ErrorModel
 from construct.compiler.propagate import ErrorBudget, clearing_factor, representable
 from construct.language import interpreter
 from construct.language.program import Hinge, Program
-from verify.check.running_error import input_errors, propagate
+from verify.check.running_error import infinite_where_nan, input_errors, propagate
 
 # How far past its declared magnitude a read may be held (its error bound included) and the
 # op's own model still be taken, widened (``within_magnitudes``); farther, no bound. Tight
@@ -75,15 +75,20 @@ def own_error(model: ErrorModel, state: dict[str, torch.Tensor], dtype: str,
     result_scale = ((result.detach().abs() + result_error).amax(-1, keepdim=True)
                     / model.result_bound
                     if result is not None and model.result_bound > 0 else 1.0)
-    divisor_scale = 1.0
-    if model.divisor is not None:
-        name, floor = model.divisor
-        least = state[name].detach().abs()
-        if errors is not None:
-            least = least - errors[name]
-        least = least.amin(-1, keepdim=True)
-        divisor_scale = torch.where(least > 0, floor / least, torch.inf)
+    divisor_scale = 1.0 if model.divisor is None else floor_ratio(state, errors, *model.divisor)
     return model.at_magnitude(dtype, scale, result_scale, divisor_scale, pair)
+
+
+def floor_ratio(state: dict[str, torch.Tensor], errors: dict[str, torch.Tensor] | None,
+                name: str, floor: float) -> torch.Tensor:
+    """Per column, ``floor`` over the least ``|value|`` (less its running bound ``E``) of
+    slot ``name``: above 1 where a divisor may be held below its floor, infinite where it
+    may reach 0."""
+    least = state[name].detach().abs()
+    if errors is not None:
+        least = least - errors[name]
+    least = least.amin(-1, keepdim=True)
+    return torch.where(least > 0, floor / least, torch.inf)
 
 
 def magnitude_excess(op, model: ErrorModel, state: dict[str, torch.Tensor],
@@ -91,17 +96,15 @@ def magnitude_excess(op, model: ErrorModel, state: dict[str, torch.Tensor],
                      ) -> torch.Tensor | None:
     """Per column ``[N, T, 1]``, how far past the magnitudes its error model was built on the
     op's reads may be held (``|value| + E`` over the bound; for a quotient, and a gated
-    division's hinges, also the floor over ``|den| - E``), as a factor ``>= 1``; None where nothing is read. An op's own bound holds
-    inside its declared magnitudes (a float32 loop whose values ran off where the program's
-    were 0 broke its own bounds: ``rawc fuzz``)."""
+    division's hinges, also ``floor_ratio``), as a factor ``>= 1``; None where nothing is
+    read. An op's own bound holds inside its declared magnitudes (a float32 loop whose values
+    ran off where the program's were 0 broke its own bounds: ``rawc fuzz``)."""
     ratios = [(state[name].detach().abs() + errors[name]).amax(-1, keepdim=True)
               / magnitudes[name] for name in op.reads if magnitudes.get(name, 0.0) > 0]
     floors = [model.divisor] if model.divisor is not None else []
     if isinstance(op, Hinge) and op.domain is not None:  # a seed's input: also 1 - a g(a)
         floors.append((op.src, float(op.domain[0])))
-    for name, floor in floors:
-        least = (state[name].detach().abs() - errors[name]).amin(-1, keepdim=True)
-        ratios.append(torch.where(least > 0, floor / least, torch.inf))
+    ratios += [floor_ratio(state, errors, name, floor) for name, floor in floors]
     return torch.stack(ratios).amax(0).clamp(min=1.0) if ratios else None
 
 
@@ -177,19 +180,20 @@ def a_posteriori_bounds(program: Program, tokens: torch.Tensor,
             with torch.no_grad():
                 exact = {name: state[name].detach() for name in (*op.reads, op.dst)}
                 carried = propagate(op, exact, errors, kinds)
+                moved = carried.total()
                 model = op_errors[index]
-                own = own_error(model, state, dtype, value, errors, carried.total())
+                own = own_error(model, state, dtype, value, errors, moved)
                 if magnitudes is not None:
                     own = within_magnitudes(own, magnitude_excess(
                         op, model, exact, errors, magnitudes[index]), model)
                 if left_out is not None:
                     own = own + left_out[index]
                 errors = dict(errors)
-                errors[op.dst] = carried.total() + own
+                errors[op.dst] = moved + own
             state = dict(state)
             state[op.dst] = tap(value, carried.remainder + own)
         out = state[program.output][..., list(columns), 0]  # [N, K]
         for k in range(n_columns):
             column[0] = k
             out[:, k].sum().backward(retain_graph=k + 1 < n_columns)
-    return torch.where(torch.isnan(bound), torch.inf, bound)
+    return infinite_where_nan(bound)
