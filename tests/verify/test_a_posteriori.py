@@ -5,12 +5,16 @@ entry against a hand computation; on the named algorithms it must bound every ob
 and be far below the a-priori bound where that compounds."""
 from __future__ import annotations
 
+import math
+
 import torch
 
 from construct.compiler.config import unit_roundoff
 from construct.compiler.error_models import ErrorModel, ScaledPart, per_dtype
 from construct.language.builder import ProgramBuilder
-from verify.check.a_posteriori import a_posteriori_bounds, own_error
+from construct.language.program import Mul
+from verify.check.a_posteriori import (a_posteriori_bounds, magnitude_excess, own_error,
+                                      within_magnitudes)
 from verify.tasks import make_tasks
 
 
@@ -61,3 +65,21 @@ def test_a_bilinear_part_takes_the_two_reads_own_ratios():
     slack = 64 * 2.0 ** -52 * 8.0
     # s_l = 0.1, s_r = 1: 8 * 0.1 * 1, where s^2 would claim 8.
     assert float(own_error(model, state, "float64")) == slack + 8.0 * 0.1
+
+
+def test_a_read_held_past_its_magnitude_widens_the_own_bound_then_has_none():
+    """An op's own model holds inside the magnitudes it was built on: a read whose running
+    bound may carry it past them widens the bound by ``excess ** p``, up to twice the bound;
+    beyond, no bound (a float32 loop ran off to 1e10 where the program held 0)."""
+    op = Mul("p", "a", "b", 1, 1, 1)
+    model = ErrorModel(0, "exact gated product", 0.0, {"float64": 8.0, "float32": 8.0},
+                       reads=(("a", 4.0), ("b", 2.0)),
+                       scaled=(ScaledPart({"float64": 8.0, "float32": 8.0}, 2, bilinear=True),))
+    state = {"a": torch.tensor([[[3.0], [1.0]]], dtype=torch.float64),
+             "b": torch.tensor([[[1.0], [1.0]]], dtype=torch.float64)}
+    errors = {"a": torch.tensor([[[3.0], [9.0]]], dtype=torch.float64),
+              "b": torch.zeros(1, 2, 1, dtype=torch.float64)}
+    excess = magnitude_excess(op, model, state, errors, {"a": 4.0, "b": 2.0})
+    assert excess.flatten().tolist() == [1.5, 2.5]  # (3 + 3) / 4 and (1 + 9) / 4
+    widened = within_magnitudes(torch.ones(1, 2, 1, dtype=torch.float64), excess, model)
+    assert widened.flatten().tolist() == [1.5 ** 2, math.inf]
