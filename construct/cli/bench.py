@@ -45,7 +45,7 @@ def add_bench_parser(sub) -> None:
                     "wall time, phases and peak memory of `rawc verify` on ridge d=8 n=32 "
                     "(both forms) and sgd d=16 n=64 with --trials tasks (goal: 10000 tasks in "
                     "under 60 s and 1.5 GB), each in its own process.\n\n`rawc bench targets "
-                    "[--target paper,gated] [--gelu-product richardson,lemma4]`: the paper target with each "
+                    "[--target paper,gated] [--gelu-product polarized,richardson,lemma4]`: the paper target with each "
                     "GeLU product rule and the gated target side by side for "
                     "gd (d <= --max-d, 64), sherman-morrison (d <= 32), ridge and sgd (d = 4, "
                     "n <= --max-n, 64): layers, width, parameters, largest weight, float64 and "
@@ -70,7 +70,7 @@ def add_bench_parser(sub) -> None:
                         "side by side, comma separated (default paper,gated)")
     p.add_argument("--gelu-product",
                    help="`bench targets`: the paper target's GeLU product rules to measure, "
-                        "comma separated (default richardson,lemma4)")
+                        "comma separated (default polarized,richardson,lemma4)")
     p.add_argument("--seed", type=int, help="seed of the random tasks (default 0)")
     p.add_argument("--trials", type=int,
                    help="tasks per verify or per configuration (default 1000)")

@@ -10,7 +10,7 @@ import numpy as np
 from construct.algorithms.family import Family
 
 LOWERING_OPTIONS = {"schedule": "packed", "form": "stacked", "target": "paper",
-                    "gelu_product": "richardson",
+                    "gelu_product": "polarized",
                     "position_code": None}  # None: the one the context length calls for
 
 

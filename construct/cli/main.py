@@ -173,11 +173,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "GeLU products, error O(eps^2) + rounding u/eps) or gated "
                         "(TransformerLens GatedMLP, relu(z W_gate) * (z W_in): exact products, "
                         "error at rounding)")
-    p.add_argument("--gelu-product", choices=("richardson", "lemma4"),
-                   help="the paper target's GeLU product: richardson (default; units at eps "
-                        "and 2 eps combined so the eps^2 terms cancel, error O(eps^4) + "
-                        "rounding u/eps, twice the product units) or lemma4 (the paper's "
-                        "one-scale trick, error O(eps^2)); refused with --target gated")
+    p.add_argument("--gelu-product", choices=("polarized", "richardson", "lemma4"),
+                   help="the paper target's GeLU product: polarized (default; four units "
+                        "per term, G(x+y) + G(-x-y) - G(x-y) - G(y-x), at eps and 2 eps "
+                        "combined so the eps^2 terms cancel: error O(eps^4) + rounding "
+                        "u/eps, a quarter of richardson's rounding for up to twice its "
+                        "units), richardson (Lemma 4's units, shared across a matrix "
+                        "product, at eps and 2 eps) or lemma4 (the paper's one-scale trick, "
+                        "error O(eps^2)); refused with --target gated")
     p.add_argument("--position-code", choices=("quadratic", "dyadic"),
                    help="the point reads' position code: quadratic (keys (j, j^2), 2 rows; "
                         "float32 cannot resolve its scores past about 836 positions) or dyadic "

@@ -24,25 +24,7 @@ with the product ``p_tau v_tau``. A value that is itself an ``n``-term combinati
 ``gamma_n``; the two heads' sum through ``W_O`` and the residual add one rounding each. Total:
 ``(n + 6) u (V + D)`` with ``D`` the old destination value — independent of ``n_ctx``.
 
-*GeLU product (Lemma 4).* ``f(z) = GeLU(z) - z/2 = phi(0) (z^2 - z^4/6 + z^6/40 - ...)`` is even
-and alternating with decreasing terms for ``|z| <= 1``, so ``f(z) = phi(0) z^2 + R(z)``,
-``|R(z)| <= phi(0) z^4 / 6``. With ``u = eps a / A``, ``v = eps b / B`` (``|u|, |v| <= eps``):
-``sqrt(pi/2) (GeLU(u+v) - GeLU(u) - GeLU(v)) = u v + sqrt(pi/2) (R(u+v) - R(u) - R(v))``, and
-the remainder is at most ``(16 + 1 + 1) eps^4 / 12``. Dividing by ``eps^2 / (A B)``: each
-product is off by at most ``1.5 eps^2 A B``; a ``b``-term dot by ``1.5 b eps^2 A B``. Rounding:
-the ``3 b`` unit outputs are each at most ``0.51 |z| kappa`` with ``kappa = sqrt(pi/2) A B /
-eps^2``, so the sum is off by at most ``u (3 b + 6) * 2.04 b kappa eps``.
-
-*Richardson GeLU product.* ``f`` is even, so ``P(eps) = a b + sum_{k>=1} p_k eps^(2k)`` with
-``p_k = (-1)^k c_k ((a+b)^(2k+2) - a^(2k+2) - b^(2k+2)) / 2`` (in units of ``A B``),
-``c_k = 1 / (2^k k! (2k+1))`` from the series of ``Phi``. ``(4 P(eps) - P(2 eps)) / 3`` weighs
-term ``k`` by ``(4 - 4^k) / 3``: zero for ``k = 1``, ``-4`` for ``k = 2``. On ``|a|, |b| <= 1``
-``|(a+b)^m - a^m - b^m| <= 2^m - 2``, and the series of ``Phi`` converges absolutely, so the
-error is at most ``sum_{k>=2} c_k (2^(2k+2) - 2) |4 - 4^k| eps^(2k) / 6`` (``3.1 eps^4``, at
-most 4 % more for ``eps <= 1/8``). Rounding: twice the units, the ``eps``-scale ones weighted
-``4/3``, the ``2 eps`` ones ``1/3`` at a quarter of ``kappa`` but twice the input: the outputs'
-total is ``(4/3 + 1/6) = 1.5`` times the one-scale trick's at the same ``eps``, summed over
-``6 b`` terms.
+*GeLU products* (Lemma 4, Richardson, polarized): ``construct.compiler.gelu_products``.
 
 *GeLU pass-through.* ``GeLU(z) - GeLU(-z) = z Phi(z) + z Phi(-z) = z`` exactly (also for the
 tanh GeLU and ReLU), so linear values cross the MLP with rounding error only.
@@ -57,8 +39,9 @@ and each value is recovered with relative error ``<= E / (2 P^2)`` (the paper's 
 row makes a unit's input the difference ``g (z_a - z_0)``, in which ``mu`` cancels exactly, but
 each ``z`` is rounded at ``|h - mu|``, so a factor read through LayerNorm is off by at most
 ``4 u (|a| + |mu|)`` in value units; the linear parts of a product's three GeLU units cancel
-only in exact arithmetic, so ``kappa`` times those input errors (``G' ~ 1/2``) gives
-``4 b sqrt(pi/2) (2 A B + |mu| (A + B)) / eps`` multiples of ``u``. Dead values left in rows
+only in exact arithmetic, so ``kappa`` times those input errors, weighed by the rule's
+``input_error_gain`` ``g`` (``gelu_products``, *Input errors*; ``g ~ 1.5`` for Richardson),
+gives ``4 g b sqrt(pi/2) (2 A B + |mu| (A + B)) / eps`` multiples of ``u``. Dead values left in rows
 would make ``|mu|`` as large as their mean; so each layer's attention writes the pads as
 ``+P - S/2`` and ``-P - S/2``, ``S`` the sum of every other row after the half (*zero-mean
 pads*: the self head reads the rows' sum, every head subtracts half the sum of what it
@@ -88,6 +71,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+from construct.compiler import gelu_products
 from construct.compiler.config import GeluProduct, unit_roundoff
 
 
@@ -106,8 +90,9 @@ class ScaledPart:
 
     A *bilinear* part of a product ``L R`` is a sum over its terms ``l_j r_j`` of ``|l_j| |r_j|``
     times at most ``power - 2`` more factors ``<= s``: the unit and summation rounding and the
-    scale error of an exact gated product (``|l_j r_j| (...)``), Lemma 4's and Richardson's
-    remainders (``(u + v)^m - (u - v)^m`` has only odd powers of each, so ``u v`` divides it).
+    scale error of an exact gated product (``|l_j r_j| (...)``), the GeLU products' remainders
+    (``(u + v)^m - u^m - v^m`` and ``(u + v)^m - (u - v)^m`` vanish where ``u`` or ``v`` does,
+    so ``u v`` divides them).
     It is at most ``value * s_l * s_r * s**(power - 2)`` with ``s_l, s_r`` the two reads' own
     ratios: far below ``s**power`` where one operand is much smaller than its bound (a gd
     prediction ``w^T x`` reads ``|w|`` near 1 under a bound of 13)."""
@@ -202,65 +187,6 @@ def attention_rounding(terms: int, magnitude: float) -> float:
     return (terms + 6) * magnitude
 
 
-RICHARDSON_RATIO = 2.0  # the second pre-scale, in multiples of eps
-
-
-def product_scales(rule: GeluProduct) -> tuple[tuple[float, float], ...]:
-    """``(s_j, w_j)``: the product is ``sum_j w_j P(s_j eps)`` (``P`` the one-scale trick)."""
-    if rule is GeluProduct.LEMMA4:
-        return ((1.0, 1.0),)
-    square = RICHARDSON_RATIO ** 2
-    return ((1.0, square / (square - 1)), (RICHARDSON_RATIO, -1 / (square - 1)))
-
-
-def _output_weight(rule: GeluProduct) -> float:
-    """``sum_j |w_j| / s_j``: the units' outputs (and their input errors) against the
-    one-scale trick's at the same ``eps``."""
-    return sum(abs(weight) / s for s, weight in product_scales(rule))
-
-
-def largest_output_weight(rule: GeluProduct) -> float:
-    """``max_j |w_j| / s_j^2``: the largest ``W_out`` entry in units of ``kappa``."""
-    return max(abs(weight) / s ** 2 for s, weight in product_scales(rule))
-
-
-def remainder_power(rule: GeluProduct) -> int:
-    """The lowest degree of the remainder in the operands' magnitudes (``ScaledPart``)."""
-    return 4 if rule is GeluProduct.LEMMA4 else 6
-
-
-def _richardson_coefficient(scale: float) -> float:
-    """``sum_{k>=2} c_k (2^(2k+2) - 2) |sum_j w_j s_j^(2k)| eps^(2k) / 2`` (see *Richardson
-    GeLU product*), summed until the terms vanish (they fall faster than ``(4 eps)^(2k)/k!``)."""
-    scales = product_scales(GeluProduct.RICHARDSON)
-    total, k = 0.0, 2
-    while True:
-        c_k = 1.0 / (2 ** k * math.factorial(k) * (2 * k + 1))
-        weight = abs(sum(w * s ** (2 * k) for s, w in scales))
-        term = c_k * (2.0 ** (2 * k + 2) - 2) * weight * scale ** (2 * k) / 2
-        total += term
-        if term <= 1e-18 * total or k > 60:
-            return total
-        k += 1
-
-
-def gelu_product_error(inner: int, left_bound: float, right_bound: float, scale: float,
-                       rule: GeluProduct = GeluProduct.LEMMA4) -> float:
-    """Approximation term of a ``b``-term GeLU dot product (Lemma 4; *Richardson GeLU
-    product*)."""
-    if rule is GeluProduct.LEMMA4:
-        return 1.5 * inner * scale ** 2 * left_bound * right_bound
-    return inner * _richardson_coefficient(scale) * left_bound * right_bound
-
-
-def gelu_product_rounding(inner: int, left_bound: float, right_bound: float,
-                          scale: float, rule: GeluProduct = GeluProduct.LEMMA4) -> float:
-    """Rounding term of a GeLU dot product, in multiples of ``u``."""
-    kappa_eps = math.sqrt(math.pi / 2) * left_bound * right_bound / scale
-    terms = 3 * len(product_scales(rule)) * inner
-    return (terms + 6) * 2.04 * inner * kappa_eps * _output_weight(rule)
-
-
 def gated_product_rounding(inner: int, left_bound: float, right_bound: float) -> float:
     """Rounding of an exact gated dot product (``construct.targets.gated.units``), in
     multiples of ``u``: each unit multiplies two inputs read with one rounding each (``3 u``
@@ -301,7 +227,8 @@ def layernorm_shift_rounding(inner: int, left_bound: float, right_bound: float, 
     operands, mean_part = {}, {}
     for dtype in ("float64", "float32"):
         u = unit_roundoff(dtype)
-        factor = 4 * inner * math.sqrt(math.pi / 2) * u / scale * _output_weight(rule)
+        factor = (4 * inner * math.sqrt(math.pi / 2) * u / scale
+                  * gelu_products.input_error_gain(rule, scale))
         operands[dtype] = factor * 2 * left_bound * right_bound
         mean_part[dtype] = factor * mean_count * u * (left_bound + right_bound)
     return operands, mean_part

@@ -30,7 +30,8 @@ import torch
 
 from construct.compiler.analysis import Bounds
 from construct.compiler.config import CompileConfig, torch_dtype, unit_roundoff
-from construct.compiler.error_models import ErrorModel, largest_output_weight
+from construct.compiler.error_models import ErrorModel
+from construct.compiler.gelu_products import largest_output_weight
 from construct.compiler.position_codes import point_read_leak
 from construct.compiler.layout import Layout
 from construct.compiler import hinge_bounds

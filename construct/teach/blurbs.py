@@ -66,9 +66,11 @@ CONSTANTS = {
     "n_ctx": "longest sequence the position table holds; enters softmax leak and rounding",
     "attn_hardness": "softmax hardness `N` of every head: leak `<= 2 e^-N` off the target",
     "mul_scale": "GeLU pre-scale `eps` of `mul` (Lemma 4): error `~1.5 eps²` (Richardson: "
-                 "`~3.1 eps⁴`) + `~u / eps`",
+                 "`~3.1 eps⁴`; polarized: `~1.6 eps⁴`) + `~u / eps`",
     "gelu_product": "`lemma4`: the paper's one-scale GeLU product; `richardson`: scales `eps` "
-                    "and `2 eps` combined so the `eps²` terms cancel",
+                    "and `2 eps` combined so the `eps²` terms cancel; `polarized`: the same "
+                    "with four units per term, `G(x+y) + G(-x-y) - G(x-y) - G(y-x)`, a "
+                    "quarter of the rounding",
     "position_code": "`quadratic`: point-read keys `(j, j²)`, gap `N`, float32 resolves them "
                      "to `n_ctx = 836`; `dyadic`: keys `cos, sin(2π j / 2^f)`, gap `2N` at any "
                      "length, `2F - 1` rows per read map",

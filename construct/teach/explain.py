@@ -19,7 +19,7 @@ from construct.algorithms.parameters import default_w0
 from construct.algorithms.registry import ProgramAlgorithm
 from construct.model.assemble import CompiledModel, compile_program
 from construct.compiler.config import CompileConfig, MlpTarget, unit_roundoff
-from construct.compiler.error_models import product_scales
+from construct.compiler.gelu_products import product_units
 from construct.compiler.layout import FOREVER
 from construct.compiler.limits import limits
 from construct.targets.architecture import ModelShape
@@ -81,8 +81,9 @@ def mlp_units(program: Program, op: Op, cleared: bool, config: CompileConfig) ->
         removal = 0 if cleared else 2 * op.a * op.c
         if config.target is MlpTarget.GATED:
             return 2 * op.a * op.b * op.c + removal
-        scales = len(product_scales(config.gelu_product))
-        return scales * (op.a * op.b * op.c + op.a * op.b + op.b * op.c) + removal
+        squares = sum(i * op.b + k == k * op.c + j for i in range(op.a)
+                      for k in range(op.b) for j in range(op.c)) if op.left == op.right else 0
+        return product_units(config.gelu_product, op.a, op.b, op.c, squares) + removal
     if isinstance(op, Div):
         return 2 * program.slot(op.num).size
     raise TypeError(f"{type(op).__name__} is not an MLP op")

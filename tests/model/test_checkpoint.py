@@ -119,7 +119,7 @@ def test_fraction_params_are_strings(tmp_path):
     assert ck.algorithm == {"name": "gd",
                             "params": {"d": 2, "alpha": "1/10", "w0": ["1/2", "-1"]},
                             "compile": {"form": "stacked", "schedule": "packed", "target": "paper",
-                                        "gelu_product": "richardson",
+                                        "gelu_product": "polarized",
                                         "listing": False, "constants_dtype": "float64",
                                         "input_bound": 4.0, "n_ctx": 256}}
 

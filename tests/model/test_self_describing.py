@@ -134,7 +134,7 @@ def test_compile_choices_are_recorded(tmp_path):
                     "sequential", "--bound", "2")
     choices = json.loads(metadata(path)["rawc.algorithm"])["compile"]
     assert choices == {"form": "stacked", "schedule": "sequential", "target": "paper",
-                       "gelu_product": "richardson",
+                       "gelu_product": "polarized",
                        "listing": True,
                        "constants_dtype": "float32", "input_bound": 2.0, "n_ctx": 256}
     lsa = compiled(tmp_path, "lsa-gd", "--steps", "2")

@@ -155,7 +155,7 @@ def test_ridge_by_solve_is_a_pass_where_the_stack_has_no_guarantee(tmp_path, cap
     assert code == Verdict.PASS.exit_code, out
 
 
-@pytest.mark.parametrize("rule", ["lemma4", "richardson"])
+@pytest.mark.parametrize("rule", ["lemma4", "richardson", "polarized"])
 def test_the_gelu_product_rule_is_recorded_and_rebuilt(tmp_path, rule, capsys):
     path = str(tmp_path / f"gd-{rule}.safetensors")
     assert rawc(["compile", "gd", "--d", "2", "--gelu-product", rule, "-o", path]) == 0
@@ -163,7 +163,7 @@ def test_the_gelu_product_rule_is_recorded_and_rebuilt(tmp_path, rule, capsys):
     assert checkpoint.config().gelu_product.value == rule
     assert check_integrity(checkpoint).status is Integrity.MATCH
     # The two rules build different weights: the check tells them apart.
-    other = "lemma4" if rule == "richardson" else "richardson"
+    other = "lemma4" if rule != "lemma4" else "polarized"
     bounds = dict(checkpoint.bounds, constants={**checkpoint.bounds["constants"],
                                                 "gelu_product": other})
     relabelled = dataclasses.replace(checkpoint, metadata={**checkpoint.metadata,

@@ -11,11 +11,13 @@ import math
 
 import pytest
 import sympy as sp
+import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
 from construct.compiler import error_models as errors
-from construct.compiler.config import GeluProduct, PositionCode
+from construct.compiler import gelu_products
+from construct.compiler.config import GeluProduct, PositionCode, unit_roundoff
 from construct.compiler.position_codes import point_read_leak
 from verify.proofs import lemmas
 
@@ -37,11 +39,9 @@ def test_every_derivation_holds(derivation: lemmas.Derivation) -> None:
 @pytest.mark.parametrize("kind", GELU_KINDS)
 def test_gelu_product_bound_dominates_leading_term(kind: str) -> None:
     derivation = lemmas.gelu_product(kind)
-    model_coefficient = errors.gelu_product_error(1, 1.0, 1.0, 1.0)
-    assert float(derivation.coefficient) <= model_coefficient
-    # Same order: eps^2 in the model as in the series.
-    ratio = errors.gelu_product_error(1, 1.0, 1.0, 0.02) / errors.gelu_product_error(1, 1.0, 1.0, 0.01)
-    assert ratio == pytest.approx(4.0)
+    error = functools.partial(gelu_products.gelu_product_error, 1, 1.0, 1.0)
+    assert float(derivation.coefficient) <= error(1.0)
+    assert error(0.02) / error(0.01) == pytest.approx(4.0)  # eps^2, as in the series
 
 
 @pytest.mark.parametrize("kind", GELU_KINDS)
@@ -67,42 +67,99 @@ def test_gelu_product_whole_remainder_within_model_bound(a: float, b: float, eps
     approx = math.sqrt(math.pi / 2) * (_gelu(eps * (a + b)) - _gelu(eps * a) - _gelu(eps * b))
     approx /= eps ** 2
     rounding = 8 * 2.2e-16 / eps ** 2  # float64 evaluation of the differences
-    assert abs(approx - a * b) <= errors.gelu_product_error(1, 1.0, 1.0, eps) + rounding
+    assert abs(approx - a * b) <= gelu_products.gelu_product_error(1, 1.0, 1.0, eps) + rounding
 
 
-def test_richardson_product_bound_dominates_leading_term() -> None:
+EXTRAPOLATED = [GeluProduct.RICHARDSON, GeluProduct.POLARIZED]
+
+
+@pytest.mark.parametrize("rule", EXTRAPOLATED)
+def test_extrapolated_product_bound_dominates_leading_term(rule: GeluProduct) -> None:
     """The compiled (erf) GeLU's eps^4 coefficient, derived in sympy, is the model's at eps -> 0,
     and the model falls as eps^4."""
-    derivation = lemmas.gelu_richardson_product("erf")
-    model = functools.partial(errors.gelu_product_error, 1, 1.0, 1.0,
-                              rule=GeluProduct.RICHARDSON)
+    derivation = lemmas.gelu_richardson_product("erf", polarized=rule.polarized)
+    model = functools.partial(gelu_products.gelu_product_error, 1, 1.0, 1.0, rule=rule)
     assert float(derivation.coefficient) <= model(1e-3) / 1e-12 < 1.001 * float(
         derivation.coefficient)
     assert model(0.02) / model(0.01) == pytest.approx(16.0, rel=1e-3)
 
 
-def test_richardson_leading_term_predicts_the_error() -> None:
-    derivation = lemmas.gelu_richardson_product("erf")
+@pytest.mark.parametrize("rule", EXTRAPOLATED)
+def test_extrapolated_leading_term_predicts_the_error(rule: GeluProduct) -> None:
+    derivation = lemmas.gelu_richardson_product("erf", polarized=rule.polarized)
     a, b, e = sp.Rational(3, 4), sp.Rational(-2, 5), sp.Rational(1, 100)
     gelu = lemmas.GELUS["erf"]
-    exact = (4 * lemmas.one_scale_product(gelu, a, b, e)
-             - lemmas.one_scale_product(gelu, a, b, 2 * e)) / 3 - a * b
+    units = lemmas.polarized_product if rule.polarized else lemmas.one_scale_product
+    exact = (4 * units(gelu, a, b, e) - units(gelu, a, b, 2 * e)) / 3 - a * b
     leading = _at(derivation.leading_error, a=float(a), b=float(b), epsilon=float(e))
     assert abs(float(sp.N(exact, 50)) / leading - 1) < 100 * float(e) ** 2
 
 
-@given(st.floats(-1, 1), st.floats(-1, 1), st.floats(0.01, 0.125))
-def test_richardson_whole_remainder_within_model_bound(a: float, b: float, eps: float) -> None:
+@given(st.sampled_from(EXTRAPOLATED), st.floats(-1, 1), st.floats(-1, 1),
+       st.floats(0.01, 0.125))
+def test_extrapolated_whole_remainder_within_model_bound(rule: GeluProduct, a: float, b: float,
+                                                         eps: float) -> None:
     def one_scale(scale: float) -> float:
-        return math.sqrt(math.pi / 2) * (_gelu(scale * (a + b)) - _gelu(scale * a)
-                                         - _gelu(scale * b)) / scale ** 2
+        x, y = scale * a, scale * b
+        if rule.polarized:
+            units = _gelu(x + y) + _gelu(-x - y) - _gelu(x - y) - _gelu(y - x)
+            return math.sqrt(math.pi / 2) * units / (4 * scale ** 2)
+        return math.sqrt(math.pi / 2) * (_gelu(x + y) - _gelu(x) - _gelu(y)) / scale ** 2
 
     approx = (4 * one_scale(eps) - one_scale(2 * eps)) / 3
     rounding = 16 * 2.2e-16 / eps ** 2  # float64 evaluation of the differences
-    bound = errors.gelu_product_error(1, 1.0, 1.0, eps, GeluProduct.RICHARDSON)
+    bound = gelu_products.gelu_product_error(1, 1.0, 1.0, eps, rule)
     assert abs(approx - a * b) <= bound + rounding
     if a * b > 0.25:  # same signs: the eps^4 term has no cancellation, the bound is not vacuous
         assert abs(approx - a * b) > 1e-3 * bound
+
+
+def _dot_in(dtype: torch.dtype, rule: GeluProduct, left: torch.Tensor, right: torch.Tensor,
+            eps: float) -> torch.Tensor:
+    """A GeLU dot product ``sum_k l_k r_k`` (operands in units of their bounds) as an MLP
+    computes it in ``dtype``: each unit's input rounded once, ``W_out`` summing every unit."""
+    outputs = []
+    for s, weight in gelu_products.product_scales(rule):
+        x, y = (s * eps * left).to(dtype), (s * eps * right).to(dtype)
+        kappa = weight * math.sqrt(math.pi / 2) / (s * eps) ** 2
+        if rule.polarized:
+            units = [(x + y, 1), (-x - y, 1), (x - y, -1), (y - x, -1)]
+            kappa /= 4
+        else:
+            units = [(x + y, 1), (x, -1), (y, -1)]
+        outputs += [torch.nn.functional.gelu(z) * (sign * kappa) for z, sign in units]
+    return torch.cat(outputs).sum()
+
+
+@given(st.sampled_from(list(GeluProduct)), st.sampled_from(["float64", "float32"]),
+       st.integers(1, 12), st.floats(1e-3, 0.125), st.integers(0, 2 ** 31 - 1))
+def test_gelu_dot_rounding_within_its_model(rule: GeluProduct, dtype: str, inner: int,
+                                            eps: float, seed: int) -> None:
+    """Each rule's units, evaluated in ``dtype`` in any order, err by no more than the
+    remainder plus the rounding term (``gelu_products``, *Rounding*)."""
+    generator = torch.Generator().manual_seed(seed)
+    left, right = (torch.rand(2, inner, generator=generator, dtype=torch.float64) * 2 - 1)
+    observed = abs(float(_dot_in(getattr(torch, dtype), rule, left, right, eps))
+                   - float(left @ right))
+    bound = (gelu_products.gelu_product_error(inner, 1.0, 1.0, eps, rule)
+             + gelu_products.gelu_product_rounding(inner, 1.0, 1.0, eps, rule)
+             * unit_roundoff(dtype))
+    assert observed <= bound
+
+
+def test_polarized_units_round_a_quarter_of_richardsons() -> None:
+    """Same pre-scales and weights: the polarized outputs ``W_out`` sums are a quarter the
+    size, and so is what float32 loses (measured over many dots, not one)."""
+    generator = torch.Generator().manual_seed(0)
+    left, right = torch.rand(2, 400, 32, generator=generator, dtype=torch.float64) * 2 - 1
+    eps = 0.01  # the rounding dominates the eps^4 remainder ~100-fold here
+    errors_by_rule = {rule: max(abs(float(_dot_in(torch.float32, rule, l, r, eps)) - float(l @ r))
+                                for l, r in zip(left, right))
+                      for rule in (GeluProduct.RICHARDSON, GeluProduct.POLARIZED)}
+    assert errors_by_rule[GeluProduct.POLARIZED] < errors_by_rule[GeluProduct.RICHARDSON] / 2
+    models = {rule: gelu_products.gelu_product_rounding(32, 1.0, 1.0, eps, rule)
+              for rule in errors_by_rule}
+    assert models[GeluProduct.POLARIZED] < models[GeluProduct.RICHARDSON] / 2.5
 
 
 @pytest.mark.parametrize("energy,pad", [(1.0, 1e3), (50.0, 1e5), (1e4, 1e9)])

@@ -68,26 +68,32 @@ def test_mul_error_falls_as_eps_squared(kind: str) -> None:
     assert all(5 < r < 25 for r in ratios), f"{kind}: ratios {ratios} (expected ~10 each)"
 
 
+@pytest.mark.parametrize("rule", [GeluProduct.RICHARDSON, GeluProduct.POLARIZED])
 @pytest.mark.parametrize("kind", ["mul-dot", "mul-outer", "mul-matvec"])
-def test_richardson_mul_error_falls_as_eps_to_the_fourth(kind: str) -> None:
+def test_extrapolated_mul_error_falls_as_eps_to_the_fourth(kind: str, rule: GeluProduct
+                                                           ) -> None:
     scales = (1e-1, 3e-2, 1e-2)  # steps of ~3.3, so eps^4 falls ~120x per step
-    observed = sweep(kind, "mul_scale", scales, GeluProduct.RICHARDSON)
+    observed = sweep(kind, "mul_scale", scales, rule)
     ratios = [a / b for a, b in zip(observed, observed[1:])]
     assert all(r > 60 for r in ratios), f"{kind}: ratios {ratios} (expected ~120 each)"
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("kind", ["mul-dot", "mul-matvec"])
-def test_richardson_beats_lemma4_at_each_rules_tuned_scale(kind: str, dtype: str) -> None:
-    """The default rule earns its place: at each rule's own tuned eps the Richardson product
-    errs less, and its bound is smaller too."""
+def test_each_rule_beats_the_one_before_at_its_tuned_scale(kind: str, dtype: str) -> None:
+    """Each rule earns its place: at each rule's own tuned eps the Richardson product errs
+    less than Lemma 4's, the polarized (the default) less than Richardson's, and the bounds
+    fall alike."""
     results = {}
     for rule in GeluProduct:
         config = CompileConfig.for_dtype(dtype, schedule="sequential", gelu_product=rule)
         results[rule] = measure(kind, SWEEP_D, dtype, config, SWEEP_SEED)
-    richardson, lemma4 = results[GeluProduct.RICHARDSON], results[GeluProduct.LEMMA4]
+    polarized, richardson, lemma4 = (results[GeluProduct.POLARIZED],
+                                     results[GeluProduct.RICHARDSON], results[GeluProduct.LEMMA4])
     assert richardson.observed < lemma4.observed / 3, (richardson, lemma4)
     assert richardson.predicted < lemma4.predicted, (richardson, lemma4)
+    assert polarized.observed < richardson.observed, (polarized, richardson)
+    assert polarized.predicted < richardson.predicted, (polarized, richardson)
 
 
 def test_div_error_falls_as_inverse_scale_squared() -> None:

@@ -84,7 +84,8 @@ def test_cli_prove_exits_0_and_shows_the_steps(argv: list[str], capsys) -> None:
     if argv[0] == "gd":
         assert "expand(p - c): 0" in out
     if argv[0] == "lemmas":
-        assert out.count("Lemma:") == 12 and "gated product (relu gate)" in out
+        assert out.count("Lemma:") == 14 and "gated product (relu gate)" in out
+        assert "Polarized GeLU product (erf GeLU)" in out
         assert "gated division (hinge seed, coupled Newton)" in out
         assert "softmax saturation (dyadic position code)" in out
 

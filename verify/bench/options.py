@@ -20,7 +20,7 @@ USES: dict[str, frozenset[str]] = {
     "ridge": _SWEEP,
     "horizon": _SWEEP | {"position_code"},
 }
-DEFAULTS: dict[str, object] = {"target": "paper,gated", "gelu_product": "richardson,lemma4",
+DEFAULTS: dict[str, object] = {"target": "paper,gated", "gelu_product": "polarized,richardson,lemma4",
                                "seed": 0, "trials": 1000, "max_d": 64, "max_n": 4096,
                                "max_stack_layers": 800, "json": False,
                                "position_code": "quadratic,dyadic"}

@@ -71,7 +71,7 @@ class Target:
     form: str
     dtype: str
     target: str = "paper"
-    gelu_product: str = GeluProduct.RICHARDSON.value
+    gelu_product: str = GeluProduct.POLARIZED.value
     position_code: str = PositionCode.QUADRATIC.value
 
     def config(self) -> CompileConfig:
@@ -81,10 +81,11 @@ class Target:
 
     @property
     def label(self) -> str:
-        lemma4 = self.target == "paper" and self.gelu_product == GeluProduct.LEMMA4.value
+        other_rule = (self.target == "paper"
+                      and self.gelu_product != GeluProduct.POLARIZED.value)
         dyadic = self.position_code == PositionCode.DYADIC.value
-        return (f"{self.target}{'-lemma4' if lemma4 else ''}{'-dyadic' if dyadic else ''}/"
-                f"{self.schedule}/{self.form}/{self.dtype}")
+        return (f"{self.target}{f'-{self.gelu_product}' if other_rule else ''}"
+                f"{'-dyadic' if dyadic else ''}/{self.schedule}/{self.form}/{self.dtype}")
 
 
 FRONT_END = Target("-", "-", "-", "front-end")
@@ -108,17 +109,20 @@ class Trial:
 
 
 def targets_for(program: Program) -> tuple[Target, ...]:
-    """Each MLP lowering under both schedules, forms and dtypes with the quadratic code;
-    the dyadic code under the packed schedule with either MLP target (the code changes the
-    heads' queries and keys and the leak, not the MLP or the schedule)."""
+    """Each MLP target under both schedules, forms and dtypes with the quadratic code (the
+    paper target's other product rules under the packed schedule: a rule changes the MLP
+    units, not the schedule); the dyadic code under the packed schedule with either MLP
+    target (the code changes the heads' queries and keys and the leak, not the MLP or the
+    schedule)."""
     forms = ("stacked", "shared") if program.loop is not None else ("stacked",)
     quadratic, dyadic = PositionCode.QUADRATIC, PositionCode.DYADIC
-    lowerings = tuple((target, rule, quadratic, schedule)
-                      for target, rule in ((MlpTarget.PAPER, GeluProduct.RICHARDSON),
-                                           (MlpTarget.PAPER, GeluProduct.LEMMA4),
-                                           (MlpTarget.GATED, GeluProduct.RICHARDSON))
+    default = GeluProduct.POLARIZED
+    lowerings = tuple((target, default, quadratic, schedule)
+                      for target in (MlpTarget.PAPER, MlpTarget.GATED)
                       for schedule in ("packed", "sequential"))
-    lowerings += tuple((target, GeluProduct.RICHARDSON, dyadic, "packed")
+    lowerings += tuple((MlpTarget.PAPER, rule, quadratic, "packed")
+                       for rule in (GeluProduct.RICHARDSON, GeluProduct.LEMMA4))
+    lowerings += tuple((target, default, dyadic, "packed")
                        for target in (MlpTarget.PAPER, MlpTarget.GATED))
     return tuple(Target(schedule, form, dtype, target.value, rule.value, code.value)
                  for target, rule, code, schedule in lowerings

@@ -13,6 +13,11 @@ operand bounds (``a -> a/A``), a product is off by ``K e^2 A B`` to leading orde
 *Richardson GeLU product.* Only even powers of ``e`` remain, so ``(4 P(e) - P(2 e)) / 3``
 weighs the ``e^2`` term by ``(4 - 4) / 3 = 0``: the series is ``a b + e^4 c_4(a, b) + O(e^6)``.
 
+*Polarized GeLU product.* ``G(z) + G(-z) = 2 f(z)``, so
+``sqrt(pi/2) (G(e(a+b)) + G(-e(a+b)) - G(e(a-b)) - G(e(b-a))) / (4 e^2)`` is even in ``e``
+too; the same Richardson weights leave ``a b + e^4 c_4(a, b) + O(e^6)``, ``c_4`` half the
+Lemma 4 units' (``construct.compiler.gelu_products``).
+
 *GeLU bypass.* ``G(z) - G(-z) = z`` exactly: ``erf`` and ``tanh`` are odd.
 
 *LayerNorm at a fixed scale* (Lemma 6, second order). Pads ``+P, -P`` and a zero-sum rest of
@@ -93,6 +98,13 @@ def one_scale_product(gelu: Callable[[sp.Expr], sp.Expr], a: sp.Expr, b: sp.Expr
                                  - gelu(scale * b)) / scale ** 2
 
 
+def polarized_product(gelu: Callable[[sp.Expr], sp.Expr], a: sp.Expr, b: sp.Expr,
+                      scale: sp.Expr) -> sp.Expr:
+    """``sqrt(pi/2) (G(eps (a+b)) + G(-eps (a+b)) - G(eps (a-b)) - G(eps (b-a))) / (4 eps^2)``."""
+    return sp.sqrt(sp.pi / 2) * (gelu(scale * (a + b)) + gelu(-scale * (a + b))
+                                 - gelu(scale * (a - b)) - gelu(scale * (b - a))) / (4 * scale ** 2)
+
+
 def gelu_product(kind: str = "erf") -> Derivation:
     a, b = sp.symbols("a b", real=True)
     e = sp.Symbol("epsilon", positive=True)
@@ -114,12 +126,14 @@ def gelu_product(kind: str = "erf") -> Derivation:
         holds=holds, leading_error=c2 * e ** 2, order="eps^2", coefficient=bound)
 
 
-def gelu_richardson_product(kind: str = "erf") -> Derivation:
-    """``(4 P(e) - P(2 e)) / 3`` with ``P`` the one-scale product: the ``e^2`` terms cancel."""
+def gelu_richardson_product(kind: str = "erf", polarized: bool = False) -> Derivation:
+    """``(4 P(e) - P(2 e)) / 3`` with ``P`` the one-scale product (``polarized``: the
+    four-unit one): the ``e^2`` terms cancel."""
     a, b = sp.symbols("a b", real=True)
     e = sp.Symbol("epsilon", positive=True)
     gelu = GELUS[kind]
-    combined = (4 * one_scale_product(gelu, a, b, e) - one_scale_product(gelu, a, b, 2 * e)) / 3
+    units = polarized_product if polarized else one_scale_product
+    combined = (4 * units(gelu, a, b, e) - units(gelu, a, b, 2 * e)) / 3
     series = sp.expand(sp.series(combined, e, 0, 6).removeO())
     limit = series.subs(e, 0)
     c2 = sp.expand(series.coeff(e, 2))
@@ -128,9 +142,11 @@ def gelu_richardson_product(kind: str = "erf") -> Derivation:
                 for rest in (limit - a * b, c2, series - limit - c4 * e ** 4))
     bound = _abs_coefficient_sum(c4, a, b)
     return Derivation(
-        name=f"Richardson GeLU product ({kind} GeLU)",
+        name=f"{'Polarized' if polarized else 'Richardson'} GeLU product ({kind} GeLU)",
         statement="(4 P(eps) - P(2 eps)) / 3 -> a b with error O(eps^4), "
-                  "P the one-scale GeLU product",
+                  + ("P = sqrt(pi/2) (G(eps (a+b)) + G(-eps (a+b)) - G(eps (a-b)) "
+                     "- G(eps (b-a))) / (4 eps^2)" if polarized
+                     else "P the one-scale GeLU product"),
         steps=(("series in eps", f"a*b + 0 * eps^2 + ({sp.factor(c4)}) * eps^4 + O(eps^6)"),
                ("eps^2 coefficient", f"{c2}"),
                ("leading error", f"{sp.factor(c4)} * eps^4"),
@@ -322,6 +338,8 @@ def all_derivations() -> tuple[Derivation, ...]:
     builders: tuple[Callable[[], Derivation], ...] = (
         lambda: gelu_product("erf"), lambda: gelu_product("tanh"),
         lambda: gelu_richardson_product("erf"), lambda: gelu_richardson_product("tanh"),
+        lambda: gelu_richardson_product("erf", polarized=True),
+        lambda: gelu_richardson_product("tanh", polarized=True),
         lambda: gelu_bypass("erf"), lambda: gelu_bypass("tanh"), gated_product,
         newton_division, ln_fixed_scale, ln_division, softmax_saturation, dyadic_saturation)
     return tuple(_timed(build) for build in builders)
@@ -329,11 +347,13 @@ def all_derivations() -> tuple[Derivation, ...]:
 
 def derivations_for(op_kinds: set[str], gated: bool = False) -> tuple[Derivation, ...]:
     """The tricks a program's lowering uses, given its op kinds (``mov``, ``mul``, ...) and
-    its MLP target (``gated``: the exact relu product, which also passes values through)."""
+    its MLP target (``gated``: the exact relu product, which also passes values through; the
+    paper target's products: Lemma 4 and the default rule, ``polarized``)."""
     builders: list[Callable[[], Derivation]] = [softmax_saturation]
     builders.append(gated_product if gated else lambda: gelu_bypass("erf"))
     if "mul" in op_kinds and not gated:
-        builders += [lambda: gelu_product("erf"), lambda: gelu_richardson_product("erf")]
+        builders += [lambda: gelu_product("erf"),  # the trick, then the default rule's
+                     lambda: gelu_richardson_product("erf", polarized=True)]
     if "div" in op_kinds:
         builders += [newton_division] if gated else [ln_division, ln_fixed_scale]
     return tuple(_timed(build) for build in builders)

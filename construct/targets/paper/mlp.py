@@ -6,13 +6,19 @@ pads hold the scale fixed (``mul`` layers), ``N sqrt(2/L)`` in a ``div`` layer (
 ``value / |c|``), ``1`` without LayerNorm. Every unit's input weights sum to zero (the zero row
 takes the balance), so LayerNorm's mean subtraction cancels exactly.
 
-``mul`` (``left`` ``a x b`` times ``right`` ``b x c``, Lemma 4 with shared units): units
-``G(eps_l L_ik)``, ``G(eps_r R_kj)`` and ``G(eps_l L_ik + eps_r R_kj)``;
-``out_ij = kappa sum_k [G(s_ikj) - G(l_ik) - G(r_kj)]``, ``kappa = sqrt(pi/2) / (eps_l eps_r)``,
-``eps_l = eps / |L|max``, ``eps_r = eps / |R|max``. Width ``a b c + a b + b c`` (the paper's
-``4|t| + |w|`` per dot would be ``4 a b c + a c``). The Richardson rule
-(``CompileConfig.gelu_product``, the default) builds these units at ``eps`` and ``2 eps`` and
-weighs them ``4/3`` and ``-1/3``: the ``eps^2`` terms cancel (twice the width).
+``mul`` (``left`` ``a x b`` times ``right`` ``b x c``; ``construct.compiler.gelu_products``),
+with ``l_ik = eps_l L_ik``, ``r_kj = eps_r R_kj``, ``eps_l = eps / |L|max``,
+``eps_r = eps / |R|max`` and ``kappa = sqrt(pi/2) / (eps_l eps_r)``:
+
+- Lemma 4 with shared units: ``G(l_ik)``, ``G(r_kj)`` and ``G(l_ik + r_kj)``;
+  ``out_ij = kappa sum_k [G(l_ik + r_kj) - G(l_ik) - G(r_kj)]``, width ``a b c + a b + b c``
+  (the paper's ``4|t| + |w|`` per dot would be ``4 a b c + a c``);
+- polarized: ``out_ij = (kappa / 4) sum_k [G(l_ik + r_kj) + G(-l_ik - r_kj) - G(l_ik - r_kj)
+  - G(r_kj - l_ik)]``, width ``4 a b c``.
+
+The ``richardson`` and ``polarized`` rules (``CompileConfig.gelu_product``) build their units
+at ``eps`` and ``2 eps`` and weigh them ``4/3`` and ``-1/3``: the ``eps^2`` terms cancel
+(twice the width).
 
 ``div`` and in-place old-value removal use the exact pass-through ``G(z) - G(-z) = z``.
 
@@ -29,6 +35,7 @@ import math
 import numpy as np
 
 from construct.compiler import error_models as errors
+from construct.compiler import gelu_products
 from construct.targets.paper.layer_norm import LayerNormUse
 from construct.compiler.analysis import Bounds
 from construct.compiler.config import DTYPES, CompileConfig, GeluProduct, MlpTarget
@@ -39,6 +46,10 @@ from construct.compiler import hinge_bounds
 from construct.language.program import Div, Hinge, Mul, Program
 from construct.compiler.schedule import Layer, Schedule
 from construct.targets.gated.units import GatedUnits
+
+
+# (sign of x, sign of y, sign of the output): G(x+y) + G(-x-y) - G(x-y) - G(y-x)
+POLARIZED_UNITS = ((1, 1, 1), (-1, -1, 1), (1, -1, -1), (-1, 1, -1))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,10 +82,20 @@ class _Units:
                      kappa: float, rule: GeluProduct) -> None:
         """``h += placement.T @ vec(left @ right)`` with units ``G(l)``, ``G(r)`` shared across
         the product (``placement`` ``[a c, d_model]``: where each entry of the product goes),
-        one set per pre-scale of the rule (``error_models.product_scales``)."""
+        one set per pre-scale of the rule (``gelu_products.product_scales``)."""
         a, b, c = shape
-        for s, weight in errors.product_scales(rule):
+        for s, weight in gelu_products.product_scales(rule):
             g_l, g_r = s * gain_l, s * gain_r
+            if rule.polarized:
+                for i, k, j in itertools.product(range(a), range(b), range(c)):
+                    target = weight * kappa / (4 * s ** 2) * placement[i * c + j]
+                    left_row, right_row = left[i * b + k], right[k * c + j]
+                    # A square's x - y is an exact 0 and G(0) = 0: those units are dead.
+                    square = left_row == right_row and g_l == g_r
+                    for sign_l, sign_r, sign in POLARIZED_UNITS[:2 if square else 4]:
+                        unit = self.add((left_row, sign_l * g_l), (right_row, sign_r * g_r))
+                        self.outputs[unit] += sign * target
+                continue
             left_units = {(i, k): self.add((left[i * b + k], g_l))
                           for i in range(a) for k in range(b)}
             right_units = {(k, j): self.add((right[k * c + j], g_r))
@@ -193,16 +214,16 @@ def lower_mlp(program: Program, schedule: Schedule, layer_index: int,
                                (op.a, op.b, op.c), eps_l * read_scale, eps_r * read_scale,
                                math.sqrt(math.pi / 2) / (eps_l * eps_r), config.gelu_product)
             product = op.b * left_bound * right_bound
-            remainder = errors.gelu_product_error(op.b, left_bound, right_bound,
-                                                  config.mul_scale, config.gelu_product)
-            relative = product * (2 * ln_rel + ln_rel ** 2)
-            unit_rounding = errors.gelu_product_rounding(op.b, left_bound, right_bound,
+            remainder = gelu_products.gelu_product_error(op.b, left_bound, right_bound,
                                                          config.mul_scale, config.gelu_product)
+            relative = product * (2 * ln_rel + ln_rel ** 2)
+            unit_rounding = gelu_products.gelu_product_rounding(
+                op.b, left_bound, right_bound, config.mul_scale, config.gelu_product)
             approx = remainder + relative
             rounding = unit_rounding + (d_model + 8 + pad_rounding) * 2 * product * uses_ln
             reads = ((op.left, left_bound), (op.right, right_bound))
             scaled = (errors.ScaledPart({dtype: remainder for dtype in DTYPES},
-                                        errors.remainder_power(config.gelu_product),
+                                        gelu_products.remainder_power(config.gelu_product),
                                         bilinear=True),
                       errors.ScaledPart({dtype: relative for dtype in DTYPES}, 2, bilinear=True),
                       errors.ScaledPart(errors.per_dtype(unit_rounding), 1))
