@@ -106,7 +106,7 @@ def estimate(build, params: dict[str, object]) -> SizeEstimate | None:
             points.append((value, run(pilot)))
         if len(points) < 2:
             continue
-        (v0, y0), (v1, y1) = points[-2], points[-1]
+        v1, y1 = points[-1]
         for k in range(2):
             exponent = _exponent(points[-2:], k)
             if k == 0 and len(points) > 2 and exponent > _exponent(points[-3:-1], 0):

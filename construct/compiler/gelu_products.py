@@ -48,6 +48,7 @@ from __future__ import annotations
 import math
 
 from construct.compiler.config import GeluProduct
+from construct.language.program import Mul
 
 RICHARDSON_RATIO = 2.0  # the second pre-scale, in multiples of eps
 
@@ -65,14 +66,17 @@ def units_per_term(rule: GeluProduct) -> int:
     return 4 if rule.polarized else 3
 
 
-def product_units(rule: GeluProduct, a: int, b: int, c: int, squares: int = 0) -> int:
-    """MLP units of an ``a x b`` by ``b x c`` product: Lemma 4 shares ``G(l)`` and ``G(r)``
-    across the product; the polarized units are each one term's, but of the ``squares``
-    terms that read one entry twice (``l_ik = r_kj``) only the pair of ``G(+-2 l)`` lives
-    (``x - y = 0`` exactly and ``G(0) = 0``)."""
-    per_scale = (4 * a * b * c - 2 * squares if rule.polarized
-                 else a * b * c + a * b + b * c)
-    return len(product_scales(rule)) * per_scale
+def product_units(rule: GeluProduct, op: Mul) -> int:
+    """MLP units of ``op`` (``a x b`` by ``b x c``): Lemma 4 shares ``G(l)`` and ``G(r)``
+    across the product; the polarized units are each one term's, but of the terms that read
+    one entry twice (a slot times itself, ``l_ik`` the same entry as ``r_kj``) only the pair
+    of ``G(+-2 l)`` lives (``x - y = 0`` exactly and ``G(0) = 0``)."""
+    a, b, c = op.a, op.b, op.c
+    if not rule.polarized:
+        return len(product_scales(rule)) * (a * b * c + a * b + b * c)
+    squares = sum(i * b + k == k * c + j for i in range(a) for k in range(b)
+                  for j in range(c)) if op.left == op.right else 0
+    return len(product_scales(rule)) * (4 * a * b * c - 2 * squares)
 
 
 def unit_weight(rule: GeluProduct) -> float:

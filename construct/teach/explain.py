@@ -81,9 +81,7 @@ def mlp_units(program: Program, op: Op, cleared: bool, config: CompileConfig) ->
         removal = 0 if cleared else 2 * op.a * op.c
         if config.target is MlpTarget.GATED:
             return 2 * op.a * op.b * op.c + removal
-        squares = sum(i * op.b + k == k * op.c + j for i in range(op.a)
-                      for k in range(op.b) for j in range(op.c)) if op.left == op.right else 0
-        return product_units(config.gelu_product, op.a, op.b, op.c, squares) + removal
+        return product_units(config.gelu_product, op) + removal
     if isinstance(op, Div):
         return 2 * program.slot(op.num).size
     raise TypeError(f"{type(op).__name__} is not an MLP op")

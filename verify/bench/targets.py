@@ -49,21 +49,32 @@ def configurations(max_d: int, max_n: int) -> list[tuple[str, int, int | None]]:
     return out
 
 
+def _tasks_and_exact(program, name: str, params: dict[str, object], bound: float,
+                     trials: int, seed: int):
+    """The tasks both measures share, and the closed form's predictions on them."""
+    tasks = make_tasks(program.d, trials, bound, seed, n_examples=int(params.get("n", 1)),
+                       prior_column=program.prior_column)
+    return tasks, closed_form_prediction(name, params, tasks)
+
+
+def _relative(predicted: torch.Tensor, exact: torch.Tensor) -> float:
+    return float((predicted - exact).abs().max() / exact.abs().max())
+
+
 def relative_error(compiled, name: str, params: dict[str, object], dtype: str, trials: int,
                    seed: int, batch: int | None = None) -> float:
     """``max |err| / max |ref|`` of ``compiled`` (run in ``dtype``) against algorithm ``name``'s
     closed form over ``trials`` tasks and every predicted prefix, ``batch`` tasks per forward
     (default all: a long context needs fewer at once)."""
     program = compiled.program
-    n = int(params.get("n", 1))
-    tasks = make_tasks(program.d, trials, compiled.config.input_bound, seed, n_examples=n,
-                       prior_column=program.prior_column)
+    tasks, exact = _tasks_and_exact(program, name, params, compiled.config.input_bound, trials,
+                                    seed)
     model = Transformer(compiled.shape, compiled.weights, torch_dtype(dtype))
+    n = int(params.get("n", 1))
     columns = [program.first_x_column + 2 * k for k in checked_prefixes(name, n)]
     predicted = torch.cat([model.outputs(chunk.to(torch_dtype(dtype)))[:, columns, 0].double()
                            for chunk in tasks.tokens.split(batch or trials)])
-    exact = closed_form_prediction(name, params, tasks)
-    return float((predicted - exact).abs().max() / exact.abs().max())
+    return _relative(predicted, exact)
 
 
 def program_error(program, name: str, params: dict[str, object], dtype: str, bound: float,
@@ -71,13 +82,10 @@ def program_error(program, name: str, params: dict[str, object], dtype: str, bou
     """``relative_error``'s measure of the program itself run in ``dtype`` (the reference
     interpreter: every op exact up to the dtype's rounding) on the same tasks: what no
     lowering of it can be expected to beat, since the model computes the same ops."""
-    n = int(params.get("n", 1))
-    tasks = make_tasks(program.d, trials, bound, seed, n_examples=n,
-                       prior_column=program.prior_column)
+    tasks, exact = _tasks_and_exact(program, name, params, bound, trials, seed)
     trace = interpreter.run(program, tasks.tokens.to(torch_dtype(dtype)))
-    predicted = trace.prediction()[:, checked_prefixes(name, n)].double()
-    exact = closed_form_prediction(name, params, tasks)
-    return float((predicted - exact).abs().max() / exact.abs().max())
+    prefixes = checked_prefixes(name, int(params.get("n", 1)))
+    return _relative(trace.prediction()[:, prefixes].double(), exact)
 
 
 def measure(name: str, d: int, n: int | None, target: MlpTarget, trials: int,
