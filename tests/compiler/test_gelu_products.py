@@ -37,6 +37,7 @@ def test_unit_count_is_the_lowerings(kind: str, rule: GeluProduct) -> None:
     _, op, w_in, _, _ = _product_layer(kind, rule)
     used = int(np.count_nonzero(np.abs(w_in).sum(axis=0)))
     assert used == gelu_products.product_units(rule, op)
+    assert w_in.shape[1] == used  # the product is the model's only MLP op: no unit idles
 
 
 @pytest.mark.parametrize("rule", list(GeluProduct))
